@@ -1,0 +1,1 @@
+"""The on-device agent: config, model registry, runtimes, AgentService, wire adapters, capture."""

@@ -1,0 +1,318 @@
+"""The agent's configuration: a flat JSON object, validated with pydantic.
+
+Keys named ``sagemaker_edge_*`` are the SageMaker Edge Manager agent's own
+(shared/spec/agent-api.md, "Command line and config") and keep their documented meaning, so an
+existing ``config.json`` works unchanged. Keys named ``edgefleet_*`` are edgefleet's additions.
+Unknown keys are logged as warnings and ignored; a key with a wrong type or value fails at start
+with a :class:`~edgefleet.errors.ConfigError` naming the key and what is expected.
+
+Each field's docstring is its reference documentation (``edgefleet-agent --describe-config``
+prints them).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from edgefleet.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+#: Device and fleet names, as the sagemaker-edge service model allows them (1-63 chars).
+DEVICE_NAME_PATTERN = r"^[a-zA-Z0-9](-*_*[a-zA-Z0-9])*$"
+
+#: Largest embedded capture payload in bytes; larger payloads go to a raw file (spec: max 3072).
+MAX_BASE64_EMBED_LIMIT = 3072
+
+
+def _default_device_name() -> str:
+    name = "".join(c if c.isalnum() else "-" for c in socket.gethostname()).strip("-")
+    return (name or "edge-device")[:63]
+
+
+class AgentConfig(BaseModel):
+    """Validated agent configuration. Build it with :func:`load_config` or :meth:`from_mapping`."""
+
+    model_config = ConfigDict(
+        extra="allow", frozen=True, validate_default=True, use_attribute_docstrings=True)
+
+    # -- identity and control plane ----------------------------------------------------------
+    sagemaker_edge_core_device_name: str = Field(
+        default_factory=_default_device_name, min_length=1, max_length=63,
+        pattern=DEVICE_NAME_PATTERN)
+    """This device's name in its device fleet (default: the host name)."""
+
+    sagemaker_edge_core_device_fleet_name: str = Field(
+        default="default", min_length=1, max_length=63, pattern=DEVICE_NAME_PATTERN)
+    """The device fleet this device belongs to; also a path component of captured data."""
+
+    sagemaker_edge_core_region: str = "us-east-1"
+    """Region name used when signing requests to the control plane and the S3-compatible store."""
+
+    sagemaker_edge_core_root_certs_path: Path | None = None
+    """Folder of PEM certificates that model-package signatures must chain to."""
+
+    sagemaker_edge_core_endpoint_override: str | None = None
+    """Base URL of the edgefleet control plane (e.g. ``https://fleet.example:8443``)."""
+
+    # -- provider ------------------------------------------------------------------------------
+    sagemaker_edge_provider_provider: Literal["Aws", "None", "Custom"] = "None"
+    """``Aws``: talk to the control plane at the endpoint override; ``None``: run standalone;
+    ``Custom``: a provider library (not supported by edgefleet: refused at start)."""
+
+    sagemaker_edge_provider_provider_path: Path | None = None
+    """Path of the original agent's provider library; accepted, unused by edgefleet."""
+
+    sagemaker_edge_provider_aws_ca_cert_file: Path | None = None
+    """CA bundle (PEM) used to verify the control plane's and the store's TLS certificates."""
+
+    sagemaker_edge_provider_aws_cert_file: Path | None = None
+    """Device client certificate (PEM) for mutual TLS, where the control plane asks for one."""
+
+    sagemaker_edge_provider_aws_cert_pk_file: Path | None = None
+    """Private key (PEM) of the device client certificate."""
+
+    sagemaker_edge_provider_aws_iot_cred_endpoint: str | None = None
+    """Credentials endpoint of the original product; accepted, unused by edgefleet."""
+
+    sagemaker_edge_provider_s3_bucket_name: str | None = None
+    """Bucket that captured data goes to when the destination is ``Cloud``."""
+
+    # -- logging and telemetry -----------------------------------------------------------------
+    sagemaker_edge_log_verbose: bool = False
+    """Log at DEBUG level instead of INFO."""
+
+    sagemaker_edge_telemetry_libsystemd_path: Path | None = None
+    """Path of libsystemd for sd_notify; edgefleet notifies systemd through ``$NOTIFY_SOCKET``
+    directly, so this is accepted and unused."""
+
+    # -- capture ---------------------------------------------------------------------------------
+    sagemaker_edge_core_capture_data_destination: Literal["Disk", "Cloud"] = "Disk"
+    """Where captured data goes: ``Disk`` (under the disk path) or ``Cloud`` (the S3 bucket)."""
+
+    sagemaker_edge_core_capture_data_disk_path: Path = Path("capture")
+    """Folder of captured data for the ``Disk`` destination (relative: to the working dir)."""
+
+    sagemaker_edge_core_folder_prefix: str = ""
+    """First path component of captured data, on disk and in the bucket."""
+
+    sagemaker_edge_core_capture_data_buffer_size: int = Field(default=30, ge=1)
+    """Capture requests held in memory before CaptureData answers RESOURCE_EXHAUSTED."""
+
+    sagemaker_edge_core_capture_data_batch_size: int = Field(default=10, ge=1)
+    """A batch file is written when this many capture requests wait (must be < buffer size)."""
+
+    sagemaker_edge_core_capture_data_push_period_seconds: float = Field(default=4.0, gt=0)
+    """A batch file is written at least this often (seconds) when anything waits."""
+
+    sagemaker_edge_core_capture_data_base64_embed_limit: int = Field(
+        default=MAX_BASE64_EMBED_LIMIT, ge=0, le=MAX_BASE64_EMBED_LIMIT)
+    """Payloads up to this many bytes are embedded in the record as base64; larger ones are
+    written as raw files beside the batch and referenced with ``data-ref``."""
+
+    sagemaker_edge_core_capture_data_periodic_upload: bool = False
+    """With the ``Disk`` destination: also move finished batch files to the bucket."""
+
+    sagemaker_edge_core_capture_data_periodic_upload_period_seconds: float = Field(
+        default=8.0, gt=0)
+    """How often (seconds) finished batch files are moved to the bucket."""
+
+    # -- 2022 keys -------------------------------------------------------------------------------
+    sagemaker_edge_local_data_root_path: Path = Path("edgefleet-data")
+    """Folder of the agent's own state: extracted packages, deployment state, capture spool."""
+
+    sagemaker_edge_model_deployment_poll_interval: float = Field(default=1440.0, gt=0)
+    """Minutes between polls of the control plane for deployments."""
+
+    sagemaker_edge_model_deployment_max_retry: int = Field(default=3, ge=0)
+    """How often a failed deployment download is retried before it is reported as failed."""
+
+    sagemaker_edge_dlr_backend_options: str | dict[str, Any] | None = None
+    """Backend options of the DLR runtime, which edgefleet replaces with ONNX Runtime; accepted
+    and ignored (use ``edgefleet_intra_op_threads``)."""
+
+    sagemaker_edge_db_enable: bool = False
+    """Persist runtime state (capture spool, deployment state) in SQLite so that nothing
+    acknowledged is lost on a crash or power loss."""
+
+    # -- edgefleet additions ---------------------------------------------------------------------
+    edgefleet_allow_unsigned_models: bool = False
+    """Load packages without a signature, and bare folders holding a ``model.onnx``. Off by
+    default: only turn it on for development."""
+
+    edgefleet_intra_op_threads: int = Field(default=1, ge=0)
+    """ONNX Runtime intra-op threads per model (0: ONNX Runtime's default, one per core)."""
+
+    edgefleet_grpc_workers: int = Field(default_factory=lambda: max(2, os.cpu_count() or 2), ge=1)
+    """Threads serving gRPC calls (default: the number of cores, at least 2)."""
+
+    edgefleet_max_message_bytes: int = Field(default=1 << 30, ge=4 << 20)
+    """Largest gRPC message accepted or sent, in bytes (default 1 GiB)."""
+
+    edgefleet_max_package_bytes: int = Field(default=4 << 30, ge=1 << 20)
+    """Largest total uncompressed size of a model package archive, in bytes (default 4 GiB)."""
+
+    edgefleet_capture_clock_skew_seconds: float = Field(default=5.0, ge=0)
+    """How far in the future (seconds) a capture's inference timestamp may lie."""
+
+    edgefleet_capture_spool_max_bytes: int = Field(default=1 << 30, ge=1 << 16)
+    """Disk budget of the capture spool, in bytes, while the destination is unreachable."""
+
+    edgefleet_capture_overflow_policy: Literal["refuse", "drop-oldest"] = "refuse"
+    """When the spool budget is reached: ``refuse`` new captures (RESOURCE_EXHAUSTED) or
+    ``drop-oldest`` records (counted and logged)."""
+
+    edgefleet_capture_status_ttl_seconds: float = Field(default=3600.0, gt=0)
+    """How long (seconds) a finished capture's status stays queryable."""
+
+    edgefleet_capture_sampling: dict[str, float] = Field(default_factory=dict)
+    """Per model alias, the fraction (0-1) of Predict calls the agent captures by itself."""
+
+    edgefleet_s3_endpoint_url: str | None = None
+    """Endpoint of the S3-compatible store (default: AWS S3 for the region)."""
+
+    edgefleet_s3_access_key_id: str | None = None
+    """Access key of the S3-compatible store (default: boto3's credential chain)."""
+
+    edgefleet_s3_secret_access_key: SecretStr | None = None
+    """Secret key of the S3-compatible store (default: boto3's credential chain)."""
+
+    # -- validation ------------------------------------------------------------------------------
+    @field_validator("edgefleet_capture_sampling")
+    @classmethod
+    def _rates_are_fractions(cls, value: dict[str, float]) -> dict[str, float]:
+        for alias, rate in value.items():
+            if not 0.0 <= rate <= 1.0:
+                raise ValueError(f"sampling rate of {alias!r} must be between 0 and 1, got {rate}")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> AgentConfig:
+        if (self.sagemaker_edge_core_capture_data_batch_size
+                >= self.sagemaker_edge_core_capture_data_buffer_size):
+            raise ValueError(
+                "sagemaker_edge_core_capture_data_batch_size must be smaller than "
+                "sagemaker_edge_core_capture_data_buffer_size "
+                f"({self.sagemaker_edge_core_capture_data_batch_size} >= "
+                f"{self.sagemaker_edge_core_capture_data_buffer_size})")
+        if self.sagemaker_edge_provider_provider == "Custom":
+            raise ValueError(
+                "sagemaker_edge_provider_provider 'Custom' loads a vendor library, which "
+                "edgefleet does not support; use 'Aws' with sagemaker_edge_core_endpoint_override "
+                "pointing at an edgefleet control plane, or 'None'")
+        if (self.sagemaker_edge_provider_provider == "Aws"
+                and not self.sagemaker_edge_core_endpoint_override):
+            raise ValueError(
+                "sagemaker_edge_provider_provider 'Aws' needs "
+                "sagemaker_edge_core_endpoint_override (the control plane's base URL)")
+        needs_bucket = (self.sagemaker_edge_core_capture_data_destination == "Cloud"
+                        or self.sagemaker_edge_core_capture_data_periodic_upload)
+        if needs_bucket and not self.sagemaker_edge_provider_s3_bucket_name:
+            raise ValueError(
+                "capture to the Cloud destination (or periodic upload) needs "
+                "sagemaker_edge_provider_s3_bucket_name")
+        return self
+
+    # -- construction ----------------------------------------------------------------------------
+    @classmethod
+    def from_mapping(cls, data: dict[str, Any], *, source: str = "config") -> AgentConfig:
+        """Validate a flat mapping of config keys.
+
+        Unknown keys are logged as warnings. Relative paths stay relative (they resolve against
+        the agent's working directory, as in the original agent).
+
+        Raises:
+            ConfigError: a key has a wrong type or value; the message names every such key and
+                what is expected.
+        """
+        known = set(cls.model_fields)
+        for key in sorted(set(data) - known):
+            log.warning("%s: unknown key %r ignored (is it misspelt?)", source, key)
+        try:
+            return cls.model_validate({k: v for k, v in data.items() if k in known})
+        except ValidationError as error:
+            raise ConfigError(_describe(error, source)) from None
+
+    def describe(self) -> dict[str, Any]:
+        """The effective settings as JSON-ready values, secrets masked (for logs)."""
+        return json.loads(self.model_dump_json())  # type: ignore[no-any-return]
+
+
+def _describe(error: ValidationError, source: str) -> str:
+    lines = []
+    for item in error.errors():
+        key = ".".join(str(part) for part in item["loc"]) or "(whole config)"
+        given = item.get("input")
+        shown = "" if key == "(whole config)" else f" (got {given!r})"
+        lines.append(f"{source}: key {key}: {item['msg']}{shown}")
+    return "; ".join(lines)
+
+
+def load_config(path: Path) -> AgentConfig:
+    """Read and validate the agent's JSON config file.
+
+    Raises:
+        ConfigError: the file is missing, is not a JSON object, or a key is invalid.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise ConfigError(f"cannot read config file {path}: {error.strerror}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ConfigError(
+            f"config file {path} is not valid JSON: {error.msg} at line {error.lineno}, "
+            f"column {error.colno}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a JSON object of keys, "
+                          f"got {type(data).__name__}")
+    return AgentConfig.from_mapping(data, source=str(path))
+
+
+def reference_markdown() -> str:
+    """The config reference as a Markdown table, generated from the field docstrings.
+
+    ``docs/agent-config.md`` is this text; a test keeps the two equal.
+    """
+    lines = [
+        "# Agent config reference",
+        "",
+        "The agent reads a flat JSON object (`edgefleet-agent -a SOCKET -c CONFIG.json`).",
+        "`sagemaker_edge_*` keys keep the SageMaker Edge Manager agent's meaning; `edgefleet_*`",
+        "keys are edgefleet's additions. Unknown keys are logged and ignored; a wrong type or",
+        "value stops the agent with the key's name and what is expected.",
+        "",
+        "Generated from `src/edgefleet/agent/config.py` by",
+        "`python -c 'from edgefleet.agent.config import reference_markdown as r; print(r())'`.",
+        "",
+        "| key | type | default | meaning |",
+        "| --- | --- | --- | --- |",
+    ]
+    for name, field in AgentConfig.model_fields.items():
+        annotation = str(field.annotation).replace("typing.", "").replace("pathlib.", "")
+        annotation = annotation.replace("<class '", "").replace("'>", "")
+        if field.default_factory is not None:
+            default = "see meaning" if name in ("sagemaker_edge_core_device_name",
+                                                "edgefleet_grpc_workers") else "empty"
+        else:
+            shown = json.dumps(field.default, default=str)
+            default = "none" if field.default is None else f"`{shown}`"
+        meaning = " ".join((field.description or "").split()).replace("|", "\\|")
+        lines.append(f"| `{name}` | {annotation.replace('|', 'or')} | {default} | {meaning} |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,170 @@
+"""The agent process: the one composition root that wires config -> service -> servers.
+
+Read this file to see the whole agent: settings are validated, the capture pipeline and the
+``AgentService`` are built, the gRPC server (Agent + health) binds the Unix socket with mode
+0660, and a stop (SIGTERM, SIGHUP, SIGINT or :meth:`Agent.stop`) stops accepting calls, lets the
+calls in flight finish, flushes capture, unloads models and removes the socket file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+import stat
+import threading
+import time
+from pathlib import Path
+
+from grpc_health.v1 import health_pb2
+
+from edgefleet import __version__
+from edgefleet.agent.config import AgentConfig
+from edgefleet.agent.grpc_server import SERVICE_NAME, build_server
+from edgefleet.agent.service import AgentService, CaptureBackend
+from edgefleet.errors import FailedPrecondition
+
+log = logging.getLogger(__name__)
+
+#: Socket file mode: owner and group may connect (shared/DESIGN.md, security by default).
+SOCKET_MODE = 0o660
+
+#: Seconds the calls in flight get to finish when the agent stops.
+STOP_GRACE_SECONDS = 30.0
+
+
+def prepare_socket_path(path: Path, *, force: bool) -> None:
+    """Make sure ``path`` is free for a new socket.
+
+    Raises:
+        FailedPrecondition: a live agent serves on it; a stale socket is there and ``force`` is
+            off; the path is not a socket; or its folder does not exist.
+    """
+    if not path.parent.is_dir():
+        raise FailedPrecondition(f"socket folder {path.parent} does not exist; create it first")
+    try:
+        mode = path.lstat().st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(mode):
+        raise FailedPrecondition(
+            f"{path} exists and is not a socket; refusing to replace it: choose another path")
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.settimeout(1.0)
+        probe.connect(str(path))
+    except (ConnectionRefusedError, FileNotFoundError):
+        pass  # nobody listens: stale
+    except OSError as error:
+        raise FailedPrecondition(f"cannot probe socket {path}: {error}") from None
+    else:
+        raise FailedPrecondition(
+            f"another process is serving on {path}; stop it or choose another socket path")
+    finally:
+        probe.close()
+    if not force:
+        raise FailedPrecondition(
+            f"stale socket file {path} exists (no process serves on it); remove it or start "
+            f"the agent with -f")
+    path.unlink()
+    log.info("removed stale socket %s", path)
+
+
+def _notify_systemd(message: str) -> None:
+    # sd_notify without libsystemd: one datagram to $NOTIFY_SOCKET ('@' = abstract namespace).
+    address = os.environ.get("NOTIFY_SOCKET")
+    if not address:
+        return
+    if address.startswith("@"):
+        address = "\0" + address[1:]
+    with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.sendto(message.encode(), address)
+
+
+class Agent:
+    """A running agent: build with the config, :meth:`start`, later :meth:`stop`.
+
+    Args:
+        config: validated configuration.
+        socket_path: where to serve (``unix://`` + this path for clients).
+        force: remove a stale socket file first.
+        capture: the capture pipeline; by default built from the config when capture is
+            available in this installation.
+    """
+
+    def __init__(self, config: AgentConfig, socket_path: Path, *, force: bool = False,
+                 capture: CaptureBackend | None = None) -> None:
+        self.config = config
+        self.socket_path = socket_path
+        self.force = force
+        self.capture = capture if capture is not None else _default_capture(config)
+        self.service = AgentService(config, capture=self.capture)
+        self._server, self._health = build_server(
+            self.service, workers=config.edgefleet_grpc_workers,
+            max_message_bytes=config.edgefleet_max_message_bytes)
+        self._stopped = threading.Event()
+        self._started = False
+
+    def start(self) -> None:
+        """Bind the socket (mode 0660) and serve.
+
+        Raises:
+            FailedPrecondition: the socket path is taken (see :func:`prepare_socket_path`) or
+                cannot be bound.
+        """
+        started = time.monotonic()
+        prepare_socket_path(self.socket_path, force=self.force)
+        start = getattr(self.capture, "start", None)
+        if start is not None:
+            start()
+        # The socket file is created with the process umask; narrow it so that the file never
+        # exists with wider permissions, even for a moment.
+        previous = os.umask(0o117)
+        try:
+            port = self._server.add_insecure_port(f"unix:{self.socket_path}")
+            if port == 0:
+                raise FailedPrecondition(f"cannot bind socket {self.socket_path}")
+            self._server.start()
+        finally:
+            os.umask(previous)
+        os.chmod(self.socket_path, SOCKET_MODE)
+        for name in ("", SERVICE_NAME):
+            self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        self._started = True
+        _notify_systemd("READY=1")
+        log.info("edgefleet-agent %s serving on unix://%s (device %s, fleet %s) in %.0f ms",
+                 __version__, self.socket_path, self.config.sagemaker_edge_core_device_name,
+                 self.config.sagemaker_edge_core_device_fleet_name,
+                 (time.monotonic() - started) * 1000)
+
+    def stop(self, grace: float = STOP_GRACE_SECONDS) -> None:
+        """Stop accepting calls, finish those in flight, flush capture, remove the socket."""
+        if self._stopped.is_set():
+            return
+        self._stopped.set()
+        _notify_systemd("STOPPING=1")
+        log.info("stopping: finishing calls in flight (up to %.0f s)", grace)
+        self._health.enter_graceful_shutdown()
+        self._server.stop(grace).wait()
+        self.service.close()
+        close = getattr(self.capture, "close", None)
+        if close is not None:
+            close()
+        if self._started:
+            with contextlib.suppress(FileNotFoundError):
+                self.socket_path.unlink()
+        log.info("stopped")
+
+    def wait(self) -> None:
+        """Block until :meth:`stop` has been called."""
+        self._stopped.wait()
+
+
+def _default_capture(config: AgentConfig) -> CaptureBackend | None:
+    try:
+        from edgefleet.agent.capture import CaptureService
+    except ImportError:
+        return None
+    service: CaptureBackend = CaptureService(config)
+    return service

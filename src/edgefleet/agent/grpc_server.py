@@ -1,0 +1,219 @@
+"""The gRPC adapter: SageMaker Edge Manager's ``AWS.SageMaker.Edge.Agent`` service on a socket.
+
+This module only converts protobuf messages to the transport-free types of
+:mod:`edgefleet.agent.types` and back, and maps :class:`~edgefleet.errors.EdgefleetError` to its
+status code with the error's message as details. Behaviour lives in
+:class:`~edgefleet.agent.service.AgentService`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from concurrent import futures
+from typing import Any, TypeVar
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from edgefleet.agent.service import AgentService
+from edgefleet.agent.types import (
+    AuxiliaryEncoding,
+    AuxiliaryInput,
+    ModelInfo,
+    SharedMemoryRef,
+    TensorInput,
+)
+from edgefleet.errors import EdgefleetError, InvalidArgument
+from edgefleet.proto import agent_pb2 as pb
+from edgefleet.proto import agent_pb2_grpc as pb_grpc
+from edgefleet.tensors import TensorSpec
+
+log = logging.getLogger(__name__)
+
+#: The service name clients and health checks use.
+SERVICE_NAME = "AWS.SageMaker.Edge.Agent"
+
+Response = TypeVar("Response")
+
+
+def _shared_memory(handle: Any) -> SharedMemoryRef:
+    return SharedMemoryRef(segment_id=handle.segment_id, offset=handle.offset, size=handle.size)
+
+
+def tensor_input(tensor: pb.Tensor) -> TensorInput:
+    """Convert a wire ``Tensor`` (metadata optional, bytes inline or in shared memory).
+
+    Raises:
+        InvalidArgument: the name is not UTF-8, or the tensor carries no data.
+    """
+    name: str | None = None
+    data_type: int | None = None
+    shape: tuple[int, ...] | None = None
+    if tensor.HasField("tensor_metadata"):
+        metadata = tensor.tensor_metadata
+        try:
+            name = metadata.name.decode() or None
+        except UnicodeDecodeError:
+            raise InvalidArgument(f"tensor name {metadata.name!r} is not UTF-8") from None
+        data_type = metadata.data_type
+        shape = tuple(metadata.shape)
+    kind = tensor.WhichOneof("data")
+    if kind == "byte_data":
+        return TensorInput(name, data_type, shape, data=tensor.byte_data)
+    if kind == "shared_memory_handle":
+        return TensorInput(name, data_type, shape,
+                           shared_memory=_shared_memory(tensor.shared_memory_handle))
+    raise InvalidArgument(
+        f"tensor {name or '(unnamed)'!r} carries no data: set byte_data or shared_memory_handle")
+
+
+def auxiliary_input(aux: pb.AuxiliaryData) -> AuxiliaryInput:
+    """Convert a wire ``AuxiliaryData``.
+
+    Raises:
+        InvalidArgument: unknown encoding.
+    """
+    try:
+        encoding = AuxiliaryEncoding(aux.encoding)
+    except ValueError:
+        raise InvalidArgument(
+            f"auxiliary data {aux.name!r}: unknown encoding {aux.encoding}; expected CSV, JSON, "
+            f"NONE or BASE64") from None
+    if aux.WhichOneof("data") == "shared_memory_handle":
+        return AuxiliaryInput(aux.name, encoding,
+                              shared_memory=_shared_memory(aux.shared_memory_handle))
+    return AuxiliaryInput(aux.name, encoding, data=aux.byte_data)
+
+
+def _metadata(spec: TensorSpec) -> pb.TensorMetadata:
+    return pb.TensorMetadata(name=spec.name.encode(), data_type=spec.data_type,
+                             shape=list(spec.shape))
+
+
+def model_message(info: ModelInfo) -> pb.Model:
+    """Convert a :class:`ModelInfo`; the alias is echoed as both ``name`` and ``handle``."""
+    return pb.Model(
+        url=info.url, name=info.alias, handle=info.alias,
+        input_tensor_metadatas=[_metadata(spec) for spec in info.inputs],
+        output_tensor_metadatas=[_metadata(spec) for spec in info.outputs],
+    )
+
+
+def _timestamp_ns(request: pb.CaptureDataRequest) -> int | None:
+    if not request.HasField("inference_timestamp"):
+        return None
+    stamp = request.inference_timestamp
+    if not 0 <= stamp.nanos < 1_000_000_000:
+        raise InvalidArgument(
+            f"inference_timestamp.nanos must be in 0..999999999, got {stamp.nanos}")
+    return int(stamp.seconds) * 1_000_000_000 + int(stamp.nanos)
+
+
+class AgentServicer(pb_grpc.AgentServicer):  # type: ignore[misc]  # generated, untyped
+    """Wire adapter over :class:`AgentService`; one method per rpc of the spec."""
+
+    def __init__(self, service: AgentService) -> None:
+        self._service = service
+
+    def _call(self, context: grpc.ServicerContext, rpc: str,
+              work: Callable[[], Response]) -> Response:
+        try:
+            return work()
+        except EdgefleetError as error:
+            log.debug("%s refused: %s %s", rpc, error.code.name, error.message)
+            context.abort(error.code, error.message)
+        except Exception:
+            log.exception("%s failed unexpectedly", rpc)
+            context.abort(grpc.StatusCode.INTERNAL,
+                          f"{rpc} failed inside the agent; the agent log has the details")
+        raise AssertionError("context.abort returned")  # pragma: no cover
+
+    def Predict(self, request: pb.PredictRequest,
+                context: grpc.ServicerContext) -> pb.PredictResponse:
+        def work() -> pb.PredictResponse:
+            outputs = self._service.predict(
+                request.name, [tensor_input(t) for t in request.tensors], request.handle)
+            return pb.PredictResponse(tensors=[
+                pb.Tensor(tensor_metadata=pb.TensorMetadata(
+                    name=out.name.encode(), data_type=out.data_type, shape=out.shape),
+                    byte_data=out.data)
+                for out in outputs])
+        return self._call(context, "Predict", work)
+
+    def LoadModel(self, request: pb.LoadModelRequest,
+                  context: grpc.ServicerContext) -> pb.LoadModelResponse:
+        return self._call(context, "LoadModel", lambda: pb.LoadModelResponse(
+            model=model_message(self._service.load_model(request.url, request.name,
+                                                         request.handle))))
+
+    def UnLoadModel(self, request: pb.UnLoadModelRequest,
+                    context: grpc.ServicerContext) -> pb.UnLoadModelResponse:
+        def work() -> pb.UnLoadModelResponse:
+            self._service.unload_model(request.name, request.handle)
+            return pb.UnLoadModelResponse()
+        return self._call(context, "UnLoadModel", work)
+
+    def ListModels(self, request: pb.ListModelsRequest,
+                   context: grpc.ServicerContext) -> pb.ListModelsResponse:
+        return self._call(context, "ListModels", lambda: pb.ListModelsResponse(
+            models=[model_message(info) for info in self._service.list_models()]))
+
+    def DescribeModel(self, request: pb.DescribeModelRequest,
+                      context: grpc.ServicerContext) -> pb.DescribeModelResponse:
+        return self._call(context, "DescribeModel", lambda: pb.DescribeModelResponse(
+            model=model_message(self._service.describe_model(request.name, request.handle))))
+
+    def CaptureData(self, request: pb.CaptureDataRequest,
+                    context: grpc.ServicerContext) -> pb.CaptureDataResponse:
+        def work() -> pb.CaptureDataResponse:
+            self._service.capture_data(
+                model_name=request.model_name,
+                model_handle=request.model_handle,
+                capture_id=request.capture_id,
+                inference_time_ns=_timestamp_ns(request),
+                input_tensors=[tensor_input(t) for t in request.input_tensors],
+                output_tensors=[tensor_input(t) for t in request.output_tensors],
+                auxiliary_inputs=[auxiliary_input(a) for a in request.inputs],
+                auxiliary_outputs=[auxiliary_input(a) for a in request.outputs],
+            )
+            return pb.CaptureDataResponse()
+        return self._call(context, "CaptureData", work)
+
+    def GetCaptureDataStatus(self, request: pb.GetCaptureDataStatusRequest,
+                             context: grpc.ServicerContext) -> pb.GetCaptureDataStatusResponse:
+        return self._call(context, "GetCaptureDataStatus", lambda: (
+            pb.GetCaptureDataStatusResponse(
+                status=int(self._service.capture_status(request.capture_id)))))
+
+
+def build_server(service: AgentService, *, workers: int, max_message_bytes: int,
+                 extra: Sequence[Callable[[grpc.Server], None]] = ()
+                 ) -> tuple[grpc.Server, health.HealthServicer]:
+    """A gRPC server with the Agent service and the standard ``grpc.health.v1`` service.
+
+    The caller binds it (``server.add_insecure_port("unix:" + path)``) and starts it. Health
+    starts as NOT_SERVING; the caller flips it once the socket is ready.
+
+    Args:
+        workers: threads serving calls; more than the expected concurrency, since a thread is
+            held for the whole call.
+        max_message_bytes: largest message received or sent (clients send 80 MB and more).
+        extra: functions adding more services to the server (e.g. JSON-RPC, metrics).
+    """
+    options = [
+        ("grpc.max_receive_message_length", max_message_bytes),
+        ("grpc.max_send_message_length", max_message_bytes),
+        ("grpc.so_reuseport", 0),
+    ]
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers,
+                                                    thread_name_prefix="grpc"),
+                         options=options)
+    pb_grpc.add_AgentServicer_to_server(AgentServicer(service), server)
+    health_servicer = health.HealthServicer()
+    for name in ("", SERVICE_NAME):
+        health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    for add in extra:
+        add(server)
+    return server, health_servicer

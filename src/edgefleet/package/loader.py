@@ -1,0 +1,259 @@
+"""Opening a package for loading: extraction, signature, chain and file checks in one call.
+
+This is what the agent's LoadModel does with its ``url`` before it hands the model file to a
+runtime. The checks, in order (docs/package-format.md, "Verification"):
+
+1. an archive is extracted safely into a fresh folder (:mod:`edgefleet.package.archive`);
+2. the signature must match the manifest's exact bytes (else ``TamperedPackage``);
+3. the signing certificate must chain to a root certificate (else ``UntrustedSigner``);
+4. the manifest must parse, name a framework this device runs (else ``UnsupportedModel``);
+5. the folder must hold exactly the files the manifest lists, with their SHA-256 digests
+   (else ``TamperedPackage`` naming the file).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import uuid
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from edgefleet.agent.runtimes import RUNTIMES
+from edgefleet.errors import (
+    NotFound,
+    PackageError,
+    TamperedPackage,
+    UnsignedPackage,
+    UnsupportedModel,
+    UntrustedSigner,
+)
+from edgefleet.package.archive import DEFAULT_MAX_ARCHIVE_BYTES, extract_archive
+from edgefleet.package.manifest import (
+    MANIFEST_NAME,
+    MAX_MANIFEST_BYTES,
+    MODEL_FILE,
+    SIGNATURE_NAME,
+    Manifest,
+    file_sha256,
+)
+from edgefleet.package.signing import Signature
+
+#: File name endings of package archives.
+ARCHIVE_SUFFIXES = (".tar.gz", ".tgz")
+
+_ALLOW_UNSIGNED_HINT = ("set edgefleet_allow_unsigned_models to true in the agent config only "
+                        "for development")
+
+
+@dataclass(frozen=True, slots=True)
+class OpenedPackage:
+    """A package that passed every check, ready for a runtime.
+
+    Attributes:
+        directory: absolute path of the package folder.
+        model_path: absolute path of the model file inside it.
+        manifest: the parsed manifest; None for a bare folder holding only ``model.onnx``
+            (accepted only when unsigned packages are allowed).
+        signed: True when the signature was checked against trusted root certificates.
+        signer: subject of the trusted signing certificate (RFC 4514), None when not ``signed``.
+        extracted: True when :func:`open_package` extracted an archive into ``directory``; the
+            caller owns that folder and removes it when the model is unloaded.
+    """
+
+    directory: Path
+    model_path: Path
+    manifest: Manifest | None
+    signed: bool
+    signer: str | None
+    extracted: bool
+
+    @property
+    def model_name(self) -> str | None:
+        """``metadata.model_name`` of the manifest, None for a bare folder."""
+        return self.manifest.model_name if self.manifest else None
+
+    @property
+    def model_version(self) -> str | None:
+        """``metadata.model_version`` of the manifest, None for a bare folder."""
+        return self.manifest.model_version if self.manifest else None
+
+    @property
+    def framework(self) -> str:
+        """The runtime for ``model_path``; ``"onnx"`` for a bare folder."""
+        return self.manifest.framework if self.manifest else "onnx"
+
+
+def open_package(url: Path, *, extract_root: Path, root_certs_path: Path | None,
+                 allow_unsigned: bool = False,
+                 max_archive_bytes: int = DEFAULT_MAX_ARCHIVE_BYTES) -> OpenedPackage:
+    """Check the package at ``url`` and return where its model file is.
+
+    ``url`` is a package folder (what SageMaker's LoadModel took) or a ``.tar.gz``/``.tgz``
+    archive. An archive is extracted into a temporary folder under ``extract_root``, checked,
+    then renamed to a fresh ``<archive name>-<random hex>`` folder; on any error the temporary
+    folder is removed, so no half-extracted or unchecked package is ever left behind.
+
+    A present signature is always checked. Without ``allow_unsigned``, a package must be signed
+    by a certificate chaining to a root in ``root_certs_path``. With it, unsigned packages and
+    bare folders holding a ``model.onnx`` are accepted, and a signed package whose signature
+    matches is accepted without a chain check when ``root_certs_path`` is None (``signed`` is
+    then False). Listed files are checked against their digests in every case.
+
+    Args:
+        url: package folder or archive; relative paths resolve against the working directory.
+        extract_root: folder for extracted archives (created if missing).
+        root_certs_path: folder of trusted PEM root certificates, or None if not configured.
+        allow_unsigned: accept packages without a (trusted) signature.
+        max_archive_bytes: cap on an archive's total uncompressed size, in bytes.
+
+    Raises:
+        NotFound: nothing at ``url``.
+        UnsignedPackage: no signature (or no manifest) and ``allow_unsigned`` is false.
+        TamperedPackage: a file was changed, added or removed, or the signature does not match.
+        UntrustedSigner: the signing certificate does not chain to a root (unknown CA, expired,
+            not yet valid), or no root certificates are configured.
+        UnsafeArchive: the archive holds something other than flat regular files, or is too big.
+        UnsupportedModel: the framework has no runtime here, or the manifest is too new.
+        PackageError: anything else that makes it not a package (corrupt archive, malformed
+            manifest, ...); the message says what.
+    """
+    if not url.exists():
+        raise NotFound(f"no model package at {url} (resolved against {Path.cwd()})")
+    if url.is_dir():
+        return _open_directory(url.resolve(), label=str(url), root_certs_path=root_certs_path,
+                               allow_unsigned=allow_unsigned, extracted=False)
+    if not url.name.endswith(ARCHIVE_SUFFIXES):
+        raise PackageError(
+            f"{url} is a file but not a package archive; pass a package folder or a .tar.gz "
+            f"built with `edgefleet package build`")
+    stem = url.name.removesuffix(".tgz").removesuffix(".tar.gz")
+    extract_root.mkdir(parents=True, exist_ok=True)
+    partial = Path(tempfile.mkdtemp(prefix=f".{stem}-", suffix=".partial", dir=extract_root))
+    try:
+        extract_archive(url, partial, max_bytes=max_archive_bytes)
+        opened = _open_directory(partial.resolve(), label=str(url),
+                                 root_certs_path=root_certs_path, allow_unsigned=allow_unsigned,
+                                 extracted=True)
+        directory = partial.resolve().with_name(f"{stem}-{uuid.uuid4().hex[:12]}")
+        os.rename(partial, directory)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    return replace(opened, directory=directory, model_path=directory / opened.model_path.name)
+
+
+def _open_directory(directory: Path, *, label: str, root_certs_path: Path | None,
+                    allow_unsigned: bool, extracted: bool) -> OpenedPackage:
+    """Check a package folder; ``label`` names the package in messages (the path given)."""
+    manifest_path = directory / MANIFEST_NAME
+    signature_path = directory / SIGNATURE_NAME
+    if not manifest_path.exists():
+        if signature_path.exists():
+            raise TamperedPackage(
+                f"{label} has a {SIGNATURE_NAME} but no {MANIFEST_NAME}: the manifest was "
+                f"removed; get a fresh copy of the package")
+        return _open_bare(directory, label=label, allow_unsigned=allow_unsigned,
+                          extracted=extracted)
+    manifest_bytes = _read_small(manifest_path)
+    signed, signer = False, None
+    if signature_path.exists():
+        signature = Signature.from_json(_read_small(signature_path))
+        signature.check(manifest_bytes)
+        if root_certs_path is not None:
+            signed, signer = True, signature.check_chain(root_certs_path)
+        elif not allow_unsigned:
+            raise UntrustedSigner(
+                f"{label} is signed by {signature.signer!r}, but no root certificates are "
+                f"configured to check the signer against; set "
+                f"sagemaker_edge_core_root_certs_path to a folder of PEM root certificates")
+    elif not allow_unsigned:
+        raise UnsignedPackage(
+            f"{label} has no {SIGNATURE_NAME}; sign it (`edgefleet package build --key "
+            f"... --cert ...`), or {_ALLOW_UNSIGNED_HINT}")
+    manifest = Manifest.from_json(manifest_bytes)
+    if manifest.framework.lower() not in RUNTIMES:
+        raise UnsupportedModel(
+            f"{label} holds a {manifest.framework!r} model; this device runs "
+            f"{', '.join(sorted(RUNTIMES))} models: package an ONNX export of it")
+    _check_files(directory, manifest, label=label, signed=signature_path.exists())
+    return OpenedPackage(directory=directory, model_path=directory / manifest.model_file,
+                         manifest=manifest, signed=signed, signer=signer, extracted=extracted)
+
+
+def _open_bare(directory: Path, *, label: str, allow_unsigned: bool,
+               extracted: bool) -> OpenedPackage:
+    model_path = directory / MODEL_FILE
+    if not model_path.is_file():
+        raise PackageError(
+            f"{label} is not a model package: it has neither {MANIFEST_NAME} nor "
+            f"{MODEL_FILE}; build one with `edgefleet package build`")
+    if not allow_unsigned:
+        raise UnsignedPackage(
+            f"{label} holds a bare {MODEL_FILE} with no manifest and no signature; package "
+            f"and sign it with `edgefleet package build`, or {_ALLOW_UNSIGNED_HINT}")
+    return OpenedPackage(directory=directory, model_path=model_path, manifest=None,
+                         signed=False, signer=None, extracted=extracted)
+
+
+def _read_small(path: Path) -> bytes:
+    with path.open("rb") as file:
+        data = file.read(MAX_MANIFEST_BYTES + 1)
+    if len(data) > MAX_MANIFEST_BYTES:
+        raise PackageError(
+            f"{path} is larger than {MAX_MANIFEST_BYTES} bytes; it is not a package's "
+            f"{path.name}")
+    return data
+
+
+def _check_files(directory: Path, manifest: Manifest, *, label: str, signed: bool) -> None:
+    since = "signing" if signed else "the manifest was written"
+    advice = "get a fresh copy of the package, or rebuild it"
+    listed = {f.name: f for f in manifest.files}
+    present = {entry.name for entry in directory.iterdir()} - {MANIFEST_NAME, SIGNATURE_NAME}
+    if added := sorted(present - listed.keys()):
+        raise TamperedPackage(
+            f"{label}: {_names(added)} added after {since} (not listed in the manifest); "
+            f"delete what was added, or {advice}")
+    if removed := sorted(listed.keys() - present):
+        raise TamperedPackage(f"{label}: {_names(removed)} removed after {since}; {advice}")
+    for name, listed_file in sorted(listed.items()):
+        path = directory / name
+        if path.is_symlink() or not path.is_file():
+            raise TamperedPackage(
+                f"{label}: {name!r} is not a regular file (a link or folder replaced it "
+                f"after {since}); {advice}")
+        if path.stat().st_size != listed_file.size or file_sha256(path) != listed_file.sha256:
+            raise TamperedPackage(
+                f"{label}: file {name!r} was changed after {since} (its size or SHA-256 "
+                f"differs from the manifest's); {advice}")
+
+
+def _names(names: list[str]) -> str:
+    """``file 'a' was`` or ``files 'a', 'b' were``."""
+    quoted = ", ".join(repr(name) for name in names)
+    return f"file {quoted} was" if len(names) == 1 else f"files {quoted} were"
+
+
+def read_unverified(directory: Path) -> tuple[Manifest, Signature | None]:
+    """Parse a package folder's manifest and signature file without checking anything.
+
+    For display only (``edgefleet package inspect``): nothing here says the package is intact
+    or trusted; :func:`open_package` does.
+
+    Raises:
+        NotFound: the folder has no manifest.
+        PackageError: the manifest is malformed (the message names the field).
+        TamperedPackage: the signature file is damaged.
+        UnsupportedModel: the manifest's format version is newer than this edgefleet reads.
+    """
+    manifest_path = directory / MANIFEST_NAME
+    if not manifest_path.is_file():
+        raise NotFound(
+            f"{directory} has no {MANIFEST_NAME}, so it is not a model package; build one with "
+            f"`edgefleet package build`")
+    signature_path = directory / SIGNATURE_NAME
+    signature = (Signature.from_json(_read_small(signature_path))
+                 if signature_path.exists() else None)
+    return Manifest.from_json(_read_small(manifest_path)), signature

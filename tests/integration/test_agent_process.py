@@ -1,0 +1,128 @@
+"""The agent process: socket lifecycle, signals, config errors, health."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import threading
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+from conftest import Packages, base_config
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from support.agent_process import agent_command, short_socket_dir, start_agent
+
+from edgefleet.proto import agent_pb2 as pb
+
+
+def run_agent(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*agent_command(), *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=60)
+
+
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGHUP])
+def test_signal_stops_cleanly_and_removes_socket(packages: Packages, tmp_path: Path,
+                                                 stop_signal: int) -> None:
+    agent = start_agent(base_config(packages), tmp_path)
+    health = health_pb2_grpc.HealthStub(agent.channel)
+    reply = health.Check(health_pb2.HealthCheckRequest(service="AWS.SageMaker.Edge.Agent"))
+    assert reply.status == health_pb2.HealthCheckResponse.SERVING
+    assert agent.stop(stop_signal) == 0
+    assert not agent.socket_path.exists()
+    assert "stopped" in agent.log()
+
+
+def test_calls_in_flight_finish_on_sigterm(packages: Packages, tmp_path: Path) -> None:
+    agent = start_agent(base_config(packages), tmp_path)
+    agent.stub.LoadModel(pb.LoadModelRequest(url=str(packages.affine), name="affine"))
+    x = np.ones((4_000_000, 4), np.float32)
+    request = pb.PredictRequest(name="affine", tensors=[pb.Tensor(
+        tensor_metadata=pb.TensorMetadata(name=b"x", data_type=pb.FLOAT32, shape=[4_000_000, 4]),
+        byte_data=x.tobytes())])
+    replies: list[pb.PredictResponse] = []
+    sent = threading.Event()
+
+    def predict() -> None:
+        future = agent.stub.Predict.future(request)
+        sent.set()
+        replies.append(future.result())
+
+    worker = threading.Thread(target=predict)
+    worker.start()
+    sent.wait()
+    # Let the 64 MB request arrive before the signal: the agent has then accepted the call.
+    threading.Event().wait(0.3)
+    agent.process.send_signal(signal.SIGTERM)
+    worker.join(60)
+    assert replies and len(replies[0].tensors) == 2
+    assert agent.process.wait(30) == 0
+
+
+def test_stale_socket_needs_force(packages: Packages, tmp_path: Path) -> None:
+    stale = short_socket_dir() / "agent.sock"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(stale))
+    listener.close()  # the file stays; nobody listens
+    config = tmp_path / "agent.json"
+    config.write_text(json.dumps(base_config(packages)))
+    result = run_agent(["-a", str(stale), "-c", str(config)], tmp_path)
+    assert result.returncode != 0
+    assert "stale socket" in result.stderr and "-f" in result.stderr
+    agent = start_agent(base_config(packages), tmp_path, socket_path=stale, force=True)
+    assert agent.stop() == 0
+
+
+def test_socket_held_by_a_live_agent_is_an_error(packages: Packages, tmp_path: Path) -> None:
+    agent = start_agent(base_config(packages), tmp_path)
+    config = tmp_path / "second.json"
+    config.write_text(json.dumps(base_config(packages)))
+    result = run_agent(["-a", str(agent.socket_path), "-c", str(config), "-f"], tmp_path)
+    assert result.returncode != 0
+    assert "another process is serving" in result.stderr
+    # The first agent still serves.
+    assert agent.stub.ListModels(pb.ListModelsRequest()).models is not None
+    assert agent.stop() == 0
+
+
+@pytest.mark.parametrize(("config", "expected"), [
+    ({"sagemaker_edge_core_capture_data_buffer_size": "lots"},
+     "sagemaker_edge_core_capture_data_buffer_size"),
+    ({"sagemaker_edge_core_capture_data_destination": "Tape"},
+     "sagemaker_edge_core_capture_data_destination"),
+    ({"sagemaker_edge_log_verbose": "maybe"}, "sagemaker_edge_log_verbose"),
+])
+def test_config_errors_name_the_key(tmp_path: Path, config: dict[str, object],
+                                    expected: str) -> None:
+    path = tmp_path / "agent.json"
+    path.write_text(json.dumps(config))
+    result = run_agent(["-a", str(short_socket_dir() / "a.sock"), "-c", str(path)], tmp_path)
+    assert result.returncode == 2
+    assert expected in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_unknown_config_key_warns_and_serves(packages: Packages, tmp_path: Path) -> None:
+    agent = start_agent(base_config(packages, sagemaker_edge_core_colour="blue"), tmp_path)
+    assert agent.stop() == 0
+    assert "sagemaker_edge_core_colour" in agent.log()
+
+
+def test_help_explains() -> None:
+    result = subprocess.run([*agent_command(), "--help"], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0
+    for word in ("-a", "-c", "-f", "SageMaker", "SIGTERM"):
+        assert word in result.stdout
+
+
+def test_agent_without_models_answers_not_found(packages: Packages, tmp_path: Path) -> None:
+    agent = start_agent(base_config(packages), tmp_path)
+    with pytest.raises(grpc.RpcError) as caught:
+        agent.stub.Predict(pb.PredictRequest(name="nothing"))
+    assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+    assert "call LoadModel" in caught.value.details()
+    assert agent.stop() == 0

@@ -1,0 +1,118 @@
+"""AgentConfig: defaults, the spec's keys, unknown keys, errors naming the key."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+
+from edgefleet.agent.config import AgentConfig, load_config, reference_markdown
+from edgefleet.errors import ConfigError
+
+SPEC_KEYS = {
+    "sagemaker_edge_core_device_name": "turbine-1",
+    "sagemaker_edge_core_device_fleet_name": "wind-farm",
+    "sagemaker_edge_core_region": "eu-west-1",
+    "sagemaker_edge_core_root_certs_path": "/etc/edgefleet/roots",
+    "sagemaker_edge_core_endpoint_override": "https://fleet.example",
+    "sagemaker_edge_provider_provider": "Aws",
+    "sagemaker_edge_provider_provider_path": "/opt/libprovider.so",
+    "sagemaker_edge_provider_aws_ca_cert_file": "/etc/ca.pem",
+    "sagemaker_edge_provider_aws_cert_file": "/etc/cert.pem",
+    "sagemaker_edge_provider_aws_cert_pk_file": "/etc/key.pem",
+    "sagemaker_edge_provider_aws_iot_cred_endpoint": "cred.example",
+    "sagemaker_edge_provider_s3_bucket_name": "captures",
+    "sagemaker_edge_log_verbose": True,
+    "sagemaker_edge_telemetry_libsystemd_path": "/lib/libsystemd.so.0",
+    "sagemaker_edge_core_capture_data_destination": "Cloud",
+    "sagemaker_edge_core_capture_data_disk_path": "/var/capture",
+    "sagemaker_edge_core_folder_prefix": "prefix",
+    "sagemaker_edge_core_capture_data_buffer_size": 50,
+    "sagemaker_edge_core_capture_data_batch_size": 20,
+    "sagemaker_edge_core_capture_data_push_period_seconds": 2,
+    "sagemaker_edge_core_capture_data_base64_embed_limit": 1024,
+    "sagemaker_edge_core_capture_data_periodic_upload": False,
+    "sagemaker_edge_core_capture_data_periodic_upload_period_seconds": 8,
+    "sagemaker_edge_local_data_root_path": "/var/lib/edgefleet",
+    "sagemaker_edge_model_deployment_poll_interval": 60,
+    "sagemaker_edge_model_deployment_max_retry": 5,
+    "sagemaker_edge_dlr_backend_options": "",
+    "sagemaker_edge_db_enable": True,
+}
+
+
+def test_every_spec_key_is_accepted() -> None:
+    config = AgentConfig.from_mapping(SPEC_KEYS)
+    assert config.sagemaker_edge_core_device_fleet_name == "wind-farm"
+    assert config.sagemaker_edge_core_capture_data_buffer_size == 50
+    assert config.sagemaker_edge_core_root_certs_path == Path("/etc/edgefleet/roots")
+
+
+def test_defaults_follow_the_spec() -> None:
+    config = AgentConfig.from_mapping({})
+    assert config.sagemaker_edge_core_capture_data_destination == "Disk"
+    assert config.sagemaker_edge_core_capture_data_buffer_size == 30
+    assert config.sagemaker_edge_core_capture_data_batch_size == 10
+    assert config.sagemaker_edge_core_capture_data_push_period_seconds == 4
+    assert config.sagemaker_edge_core_capture_data_base64_embed_limit == 3072
+    assert config.sagemaker_edge_core_capture_data_periodic_upload_period_seconds == 8
+    assert config.sagemaker_edge_model_deployment_poll_interval == 1440
+    assert config.edgefleet_allow_unsigned_models is False
+    assert config.edgefleet_max_message_bytes >= 512 * 1024 * 1024
+
+
+def test_every_field_is_documented() -> None:
+    for name, field in AgentConfig.model_fields.items():
+        assert field.description, f"{name} has no docstring"
+
+
+def test_unknown_keys_warn(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING):
+        AgentConfig.from_mapping({"sagemaker_edge_core_devcie_name": "x"})
+    assert "sagemaker_edge_core_devcie_name" in caplog.text
+
+
+@pytest.mark.parametrize(("key", "value", "expected"), [
+    ("sagemaker_edge_core_capture_data_buffer_size", "many", "integer"),
+    ("sagemaker_edge_core_capture_data_buffer_size", 0, "greater than or equal to 1"),
+    ("sagemaker_edge_core_capture_data_destination", "Tape", "'Disk' or 'Cloud'"),
+    ("sagemaker_edge_log_verbose", "perhaps", "boolean"),
+    ("sagemaker_edge_core_capture_data_base64_embed_limit", 4096, "3072"),
+    ("sagemaker_edge_core_device_name", "has space", "pattern"),
+    ("edgefleet_capture_sampling", {"m": 1.5}, "between 0 and 1"),
+])
+def test_wrong_values_name_the_key(key: str, value: object, expected: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        AgentConfig.from_mapping({key: value})
+    assert key in caught.value.message
+    assert expected in caught.value.message
+
+
+def test_cross_key_rules() -> None:
+    with pytest.raises(ConfigError, match="batch_size must be smaller"):
+        AgentConfig.from_mapping({"sagemaker_edge_core_capture_data_buffer_size": 10})
+    with pytest.raises(ConfigError, match="endpoint_override"):
+        AgentConfig.from_mapping({"sagemaker_edge_provider_provider": "Aws"})
+    with pytest.raises(ConfigError, match="s3_bucket_name"):
+        AgentConfig.from_mapping({"sagemaker_edge_core_capture_data_destination": "Cloud"})
+
+
+def test_load_config_file_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "missing.json")
+    broken = tmp_path / "broken.json"
+    broken.write_text("{not json")
+    with pytest.raises(ConfigError, match="not valid JSON"):
+        load_config(broken)
+    listing = tmp_path / "list.json"
+    listing.write_text(json.dumps([1, 2]))
+    with pytest.raises(ConfigError, match="JSON object"):
+        load_config(listing)
+
+
+def test_reference_docs_are_current() -> None:
+    docs = Path(__file__).resolve().parents[3] / "docs" / "agent-config.md"
+    assert docs.read_text() == reference_markdown(), (
+        "docs/agent-config.md is stale: regenerate it with the command at its top")

@@ -1,0 +1,293 @@
+"""open_package: what LoadModel accepts and, with a reason a person can act on, refuses."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from edgefleet.errors import (
+    NotFound,
+    PackageError,
+    TamperedPackage,
+    UnsignedPackage,
+    UnsupportedModel,
+    UntrustedSigner,
+)
+from edgefleet.package import (
+    MANIFEST_NAME,
+    MODEL_FILE,
+    SIGNATURE_NAME,
+    KeyFiles,
+    Manifest,
+    build_package,
+    open_package,
+)
+from edgefleet.package.archive import write_archive
+from edgefleet.package.signing import load_signing_identity, sign_manifest
+
+Issue = Callable[[dt.datetime, dt.datetime], tuple[Path, Path]]
+
+
+def test_archive_round_trip(tmp_path: Path, archive: Path, keys: KeyFiles) -> None:
+    root = tmp_path / "extracted"
+
+    opened = open_package(archive, extract_root=root, root_certs_path=keys.root_certs_dir)
+
+    assert opened.signed and opened.extracted
+    assert opened.signer == "CN=edgefleet package signer,O=edgefleet"
+    assert (opened.model_name, opened.model_version, opened.framework) == (
+        "add-model", "1.0", "onnx")
+    assert opened.directory.parent == root.resolve()
+    assert opened.directory.name.startswith("add-model-1.0-")
+    assert opened.model_path == opened.directory / MODEL_FILE
+    assert opened.model_path.is_file()
+    assert [p.name for p in root.iterdir()] == [opened.directory.name]  # no partial folder
+
+
+def test_each_archive_gets_its_own_folder(tmp_path: Path, archive: Path, keys: KeyFiles) -> None:
+    first, second = (open_package(archive, extract_root=tmp_path / "x",
+                                  root_certs_path=keys.root_certs_dir) for _ in range(2))
+
+    assert first.directory != second.directory
+
+
+def test_directory_round_trip(package_dir: Path, keys: KeyFiles, tmp_path: Path) -> None:
+    opened = open_package(package_dir, extract_root=tmp_path / "unused",
+                          root_certs_path=keys.root_certs_dir)
+
+    assert opened.signed and not opened.extracted
+    assert opened.directory == package_dir.resolve()
+    assert opened.manifest is not None
+    assert opened.manifest.inputs[0].shape == (-1, 4)
+    assert not (tmp_path / "unused").exists()
+
+
+def test_missing_path_is_not_found(tmp_path: Path, keys: KeyFiles) -> None:
+    with pytest.raises(NotFound, match="no model package at"):
+        open_package(tmp_path / "nope", extract_root=tmp_path, root_certs_path=keys.root_certs_dir)
+
+
+def test_other_file_is_refused(tmp_path: Path, model_path: Path, keys: KeyFiles) -> None:
+    with pytest.raises(PackageError, match="not a package archive"):
+        open_package(model_path, extract_root=tmp_path, root_certs_path=keys.root_certs_dir)
+
+
+def tamper_change(directory: Path) -> str:
+    with (directory / MODEL_FILE).open("ab") as model:
+        model.write(b"\0")
+    return f"file '{MODEL_FILE}' was changed"
+
+
+def tamper_same_size(directory: Path) -> str:
+    model = directory / MODEL_FILE
+    data = bytearray(model.read_bytes())
+    data[-1] ^= 1
+    model.write_bytes(bytes(data))
+    return f"file '{MODEL_FILE}' was changed"
+
+
+def tamper_add(directory: Path) -> str:
+    (directory / "extra.py").write_text("import os")
+    return "file 'extra.py' was added"
+
+
+def tamper_remove(directory: Path) -> str:
+    (directory / MODEL_FILE).unlink()
+    return f"file '{MODEL_FILE}' was removed"
+
+
+def tamper_replace_with_link(directory: Path) -> str:
+    model = directory / MODEL_FILE
+    real = directory.parent / "elsewhere.onnx"
+    model.rename(real)
+    model.symlink_to(real)
+    return "not a regular file"
+
+
+def tamper_manifest(directory: Path) -> str:
+    manifest = json.loads((directory / MANIFEST_NAME).read_bytes())
+    manifest["metadata"]["model_version"] = "2.0"
+    (directory / MANIFEST_NAME).write_text(json.dumps(manifest))
+    return "signature does not match the manifest"
+
+
+def tamper_manifest_removed(directory: Path) -> str:
+    (directory / MANIFEST_NAME).unlink()
+    return "the manifest was removed"
+
+
+def tamper_signature_bytes(directory: Path) -> str:
+    signature = json.loads((directory / SIGNATURE_NAME).read_bytes())
+    value = bytearray(base64.b64decode(signature["signature"]))
+    value[-1] ^= 1  # still valid DER, now the wrong number
+    signature["signature"] = base64.b64encode(value).decode()
+    (directory / SIGNATURE_NAME).write_text(json.dumps(signature))
+    return "signature does not match"
+
+
+def tamper_signature_garbage(directory: Path) -> str:
+    (directory / SIGNATURE_NAME).write_bytes(b"\x00garbage")
+    return f"{SIGNATURE_NAME} is damaged"
+
+
+@pytest.mark.parametrize("tamper", [
+    tamper_change, tamper_same_size, tamper_add, tamper_remove, tamper_replace_with_link,
+    tamper_manifest, tamper_manifest_removed, tamper_signature_bytes, tamper_signature_garbage,
+])
+def test_tampered_package_is_refused(
+        package_dir: Path, keys: KeyFiles, tmp_path: Path,
+        tamper: Callable[[Path], str]) -> None:
+    expected = tamper(package_dir)
+
+    for allow_unsigned in (False, True):  # tampering is refused even in development mode
+        with pytest.raises(TamperedPackage, match=expected):
+            open_package(package_dir, extract_root=tmp_path, root_certs_path=keys.root_certs_dir,
+                         allow_unsigned=allow_unsigned)
+
+
+def test_unsigned_package(package_dir: Path, keys: KeyFiles, tmp_path: Path) -> None:
+    (package_dir / SIGNATURE_NAME).unlink()
+
+    with pytest.raises(UnsignedPackage, match="edgefleet_allow_unsigned_models"):
+        open_package(package_dir, extract_root=tmp_path, root_certs_path=keys.root_certs_dir)
+    opened = open_package(package_dir, extract_root=tmp_path,
+                          root_certs_path=keys.root_certs_dir, allow_unsigned=True)
+
+    assert not opened.signed and opened.signer is None
+    assert opened.model_name == "add-model"
+
+
+def test_unsigned_package_is_still_checked_for_changed_files(
+        package_dir: Path, tmp_path: Path) -> None:
+    (package_dir / SIGNATURE_NAME).unlink()
+    tamper_change(package_dir)
+
+    with pytest.raises(TamperedPackage, match="changed after the manifest was written"):
+        open_package(package_dir, extract_root=tmp_path, root_certs_path=None,
+                     allow_unsigned=True)
+
+
+def test_bare_model_folder(tmp_path: Path, model_path: Path) -> None:
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    shutil.copy(model_path, bare / MODEL_FILE)
+
+    with pytest.raises(UnsignedPackage, match=r"bare model.onnx"):
+        open_package(bare, extract_root=tmp_path, root_certs_path=None)
+    opened = open_package(bare, extract_root=tmp_path, root_certs_path=None, allow_unsigned=True)
+
+    assert opened.manifest is None and not opened.signed
+    assert opened.model_path == bare.resolve() / MODEL_FILE
+    assert (opened.model_name, opened.framework) == (None, "onnx")
+
+
+def test_empty_folder_is_not_a_package(tmp_path: Path) -> None:
+    with pytest.raises(PackageError, match=r"neither sagemaker_edge_manifest nor model.onnx"):
+        open_package(tmp_path, extract_root=tmp_path, root_certs_path=None, allow_unsigned=True)
+
+
+def test_untrusted_signer(archive: Path, other_keys: KeyFiles, tmp_path: Path) -> None:
+    root = tmp_path / "extracted"
+
+    with pytest.raises(UntrustedSigner, match="not trusted by the root certificates"):
+        open_package(archive, extract_root=root, root_certs_path=other_keys.root_certs_dir)
+
+    assert list(root.iterdir()) == []
+
+
+def test_signed_package_without_configured_roots(
+        package_dir: Path, tmp_path: Path) -> None:
+    with pytest.raises(UntrustedSigner, match="sagemaker_edge_core_root_certs_path"):
+        open_package(package_dir, extract_root=tmp_path, root_certs_path=None)
+    opened = open_package(package_dir, extract_root=tmp_path, root_certs_path=None,
+                          allow_unsigned=True)
+
+    assert not opened.signed and opened.signer is None
+
+
+@pytest.mark.parametrize(("start", "end"), [
+    (dt.timedelta(days=-30), dt.timedelta(days=-1)),
+    (dt.timedelta(days=1), dt.timedelta(days=30)),
+], ids=["expired", "not-yet-valid"])
+def test_certificate_outside_its_validity(
+        tmp_path: Path, model_path: Path, keys: KeyFiles, signing_files: Issue,
+        start: dt.timedelta, end: dt.timedelta) -> None:
+    now = dt.datetime.now(dt.UTC)
+    key_path, cert_path = signing_files(now + start, now + end)
+    archive = build_package(model_path, name="add-model", version="1", key_path=key_path,
+                            cert_path=cert_path, out_dir=tmp_path)
+
+    with pytest.raises(UntrustedSigner, match="not valid at validation time"):
+        open_package(archive, extract_root=tmp_path / "x", root_certs_path=keys.root_certs_dir)
+
+
+@pytest.mark.parametrize(("content", "error"), [
+    (b"", "does not exist"),
+    (b"not a certificate", "not PEM"),
+])
+def test_bad_root_folder(package_dir: Path, tmp_path: Path, content: bytes, error: str) -> None:
+    roots = tmp_path / "roots"
+    if content:
+        roots.mkdir()
+        (roots / "bad.pem").write_bytes(content)
+
+    with pytest.raises(UntrustedSigner, match=error):
+        open_package(package_dir, extract_root=tmp_path, root_certs_path=roots)
+
+
+def resign(directory: Path, keys: KeyFiles, document: dict[str, object]) -> None:
+    """Replace the manifest with ``document`` and sign it with the trusted key."""
+    manifest = (json.dumps(document) + "\n").encode()
+    (directory / MANIFEST_NAME).write_bytes(manifest)
+    key, chain = load_signing_identity(keys.signing_key, keys.signing_cert)
+    (directory / SIGNATURE_NAME).write_bytes(sign_manifest(manifest, key, chain).to_json())
+
+
+def test_non_onnx_framework_is_unsupported(
+        package_dir: Path, keys: KeyFiles, tmp_path: Path) -> None:
+    document = json.loads((package_dir / MANIFEST_NAME).read_bytes())
+    document["framework"] = "tflite"
+    resign(package_dir, keys, document)
+
+    with pytest.raises(UnsupportedModel, match="'tflite' model"):
+        open_package(package_dir, extract_root=tmp_path, root_certs_path=keys.root_certs_dir)
+
+
+def test_signed_but_malformed_manifest_names_the_field(
+        package_dir: Path, keys: KeyFiles, tmp_path: Path) -> None:
+    document = json.loads((package_dir / MANIFEST_NAME).read_bytes())
+    document["inputs"][0]["dtype"] = "COMPLEX64"
+    resign(package_dir, keys, document)
+
+    with pytest.raises(PackageError, match=r"inputs\[0\]: unknown dtype 'COMPLEX64'"):
+        open_package(package_dir, extract_root=tmp_path, root_certs_path=keys.root_certs_dir)
+
+
+def test_manifest_matches_built_package(package_dir: Path) -> None:
+    manifest = Manifest.from_json((package_dir / MANIFEST_NAME).read_bytes())
+
+    assert manifest.model_file == MODEL_FILE
+    assert [f.name for f in manifest.files] == [MODEL_FILE]
+    assert sorted(p.name for p in package_dir.iterdir()) == sorted(
+        [MODEL_FILE, MANIFEST_NAME, SIGNATURE_NAME])
+
+
+def test_tampered_archive_is_named_and_leaves_nothing_behind(
+        tmp_path: Path, package_dir: Path, keys: KeyFiles) -> None:
+    files: dict[str, Path | bytes] = {p.name: p for p in sorted(package_dir.iterdir())}
+    files["extra.py"] = b"import os"
+    tampered = tmp_path / "tampered.tar.gz"
+    write_archive(tampered, files)
+    root = tmp_path / "extracted"
+
+    with pytest.raises(TamperedPackage) as caught:
+        open_package(tampered, extract_root=root, root_certs_path=keys.root_certs_dir)
+
+    assert caught.value.message.startswith(f"{tampered}: file 'extra.py' was added after signing")
+    assert list(root.iterdir()) == []
