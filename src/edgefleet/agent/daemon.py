@@ -89,8 +89,7 @@ class Agent:
         config: validated configuration.
         socket_path: where to serve (``unix://`` + this path for clients).
         force: remove a stale socket file first.
-        capture: the capture pipeline; by default built from the config when capture is
-            available in this installation.
+        capture: the capture pipeline, or ``None`` (CaptureData answers FAILED_PRECONDITION).
     """
 
     def __init__(self, config: AgentConfig, socket_path: Path, *, force: bool = False,
@@ -98,7 +97,7 @@ class Agent:
         self.config = config
         self.socket_path = socket_path
         self.force = force
-        self.capture = capture if capture is not None else _default_capture(config)
+        self.capture = capture
         self.service = AgentService(config, capture=self.capture)
         self._server, self._health = build_server(
             self.service, workers=config.edgefleet_grpc_workers,
@@ -160,11 +159,3 @@ class Agent:
         """Block until :meth:`stop` has been called."""
         self._stopped.wait()
 
-
-def _default_capture(config: AgentConfig) -> CaptureBackend | None:
-    try:
-        from edgefleet.agent.capture import CaptureService
-    except ImportError:
-        return None
-    service: CaptureBackend = CaptureService(config)
-    return service

@@ -1,0 +1,166 @@
+"""Start and stop ``edgefleet-agent`` as a child process, the way a device's init system would.
+
+The agent reads a flat JSON config with the SageMaker Edge Manager agent's keys
+(shared/spec/agent-api.md, "Command line and config") and serves on a Unix socket, where the
+standard ``grpc.health.v1`` service tells when it is ready.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from types import TracebackType
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+
+class AgentError(RuntimeError):
+    """The agent did not start or did not answer; the message says where its log is."""
+
+
+def agent_command() -> list[str]:
+    """``edgefleet-agent`` of this interpreter's environment, else ``python -m edgefleet.agent``."""
+    script = Path(sys.executable).parent / "edgefleet-agent"
+    if script.exists():
+        return [str(script)]
+    found = shutil.which("edgefleet-agent")
+    return [found] if found else [sys.executable, "-m", "edgefleet.agent"]
+
+
+def write_config(path: Path, *, root_certs: Path, data_root: Path, verbose: bool = False) -> Path:
+    """Write the agent config for this demo (device ``windfarm-demo`` in fleet ``la-haute-borne``).
+
+    Args:
+        path: where to write the JSON.
+        root_certs: folder with the root CA PEM that package signatures must chain to.
+        data_root: folder for the agent's extracted packages and captured data.
+    """
+    config = {
+        "sagemaker_edge_core_device_name": "windfarm-demo",
+        "sagemaker_edge_core_device_fleet_name": "la-haute-borne",
+        "sagemaker_edge_core_root_certs_path": str(root_certs),
+        "sagemaker_edge_core_capture_data_destination": "Disk",
+        "sagemaker_edge_core_capture_data_disk_path": str(data_root / "capture"),
+        "sagemaker_edge_local_data_root_path": str(data_root),
+        "sagemaker_edge_provider_provider": "None",
+        "sagemaker_edge_log_verbose": verbose,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(config, indent=2) + "\n")
+    return path
+
+
+class AgentProcess:
+    """``edgefleet-agent -a SOCKET -c CONFIG`` as a child process; a context manager.
+
+    The socket goes in a fresh short folder under the system temp dir (Unix socket paths are
+    limited to about 100 bytes). Entering starts the agent and waits until the health service
+    answers SERVING; leaving sends SIGTERM and waits, then kills if it has not exited.
+
+    Args:
+        config: the agent's JSON config.
+        log_path: file that receives the agent's stdout and stderr.
+        start_timeout: seconds to wait for SERVING.
+        stop_timeout: seconds to wait after SIGTERM before SIGKILL.
+    """
+
+    def __init__(self, config: Path, log_path: Path, *, start_timeout: float = 60.0,
+                 stop_timeout: float = 30.0) -> None:
+        self.config = config
+        self.log_path = log_path
+        self.start_timeout = start_timeout
+        self.stop_timeout = stop_timeout
+        self._socket_dir = Path(tempfile.mkdtemp(prefix="edgefleet-demo-"))
+        self.socket = self._socket_dir / "agent.sock"
+        self._process: subprocess.Popen[bytes] | None = None
+        #: Set to leave the agent running when the ``with`` block ends without an error.
+        self.keep_running = False
+
+    @property
+    def target(self) -> str:
+        """gRPC target of the agent: ``unix://<socket>``."""
+        return f"unix://{self.socket}"
+
+    @property
+    def pid(self) -> int | None:
+        """Process id of the running agent."""
+        return self._process.pid if self._process else None
+
+    def start(self) -> None:
+        """Start the agent and wait until it serves.
+
+        Raises:
+            AgentError: it exited or did not serve within ``start_timeout``.
+        """
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("wb") as log:
+            self._process = subprocess.Popen(
+                [*agent_command(), "-a", str(self.socket), "-c", str(self.config)],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            )
+        deadline = time.monotonic() + self.start_timeout
+        with grpc.insecure_channel(self.target) as channel:
+            health = health_pb2_grpc.HealthStub(channel)
+            while True:
+                if self._process.poll() is not None:
+                    raise AgentError(
+                        f"edgefleet-agent exited with code {self._process.returncode} at start; "
+                        f"see its log {self.log_path}")
+                try:
+                    reply = health.Check(health_pb2.HealthCheckRequest(), timeout=1.0)
+                    if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                        return
+                except grpc.RpcError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise AgentError(
+                        f"edgefleet-agent did not serve on {self.socket} within "
+                        f"{self.start_timeout:.0f} s; see its log {self.log_path}")
+                time.sleep(0.2)
+
+    def stop(self) -> int | None:
+        """SIGTERM the agent, wait up to ``stop_timeout`` (then SIGKILL); return its exit code."""
+        code = None
+        if self._process is not None and self._process.poll() is None:
+            self._process.send_signal(signal.SIGTERM)
+            try:
+                code = self._process.wait(self.stop_timeout)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                code = self._process.wait()
+            except BaseException:
+                # A second Ctrl-C or SIGTERM while waiting: still never leave the agent behind.
+                self._process.kill()
+                self._process.wait()
+                raise
+        elif self._process is not None:
+            code = self._process.returncode
+        shutil.rmtree(self._socket_dir, ignore_errors=True)
+        return code
+
+    def __enter__(self) -> AgentProcess:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        # Leave a healthy agent up only when asked and when nothing went wrong.
+        if not (self.keep_running and error is None):
+            self.stop()
+
+
+def keep_running_message(agent: AgentProcess) -> str:
+    """What to tell the user when the demo leaves the agent running (``--keep-agent``)."""
+    return (f"edgefleet-agent is still running (pid {agent.pid}) on {agent.socket}; "
+            f"stop it with: kill {agent.pid}")
