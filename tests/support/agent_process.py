@@ -21,7 +21,11 @@ from edgefleet.proto import agent_pb2_grpc
 
 #: Clients (like the original agent's) raise message limits; so do the tests.
 CHANNEL_OPTIONS = [("grpc.max_receive_message_length", 1 << 30),
-                   ("grpc.max_send_message_length", 1 << 30)]
+                   ("grpc.max_send_message_length", 1 << 30),
+                   # Reconnect quickly while the agent starts (gRPC's default waits 1 s).
+                   ("grpc.initial_reconnect_backoff_ms", 20),
+                   ("grpc.min_reconnect_backoff_ms", 20),
+                   ("grpc.max_reconnect_backoff_ms", 100)]
 
 
 def short_socket_dir() -> Path:

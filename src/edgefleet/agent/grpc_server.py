@@ -134,11 +134,15 @@ class AgentServicer(pb_grpc.AgentServicer):  # type: ignore[misc]  # generated, 
         def work() -> pb.PredictResponse:
             outputs = self._service.predict(
                 request.name, [tensor_input(t) for t in request.tensors], request.handle)
-            return pb.PredictResponse(tensors=[
-                pb.Tensor(tensor_metadata=pb.TensorMetadata(
-                    name=out.name.encode(), data_type=out.data_type, shape=out.shape),
-                    byte_data=out.data)
-                for out in outputs])
+            reply = pb.PredictResponse()
+            for out in outputs:
+                # Filling fields in place costs about half of building nested messages.
+                tensor = reply.tensors.add(byte_data=out.data)
+                metadata = tensor.tensor_metadata
+                metadata.name = out.name.encode()
+                metadata.data_type = out.data_type
+                metadata.shape.extend(out.shape)
+            return reply
         return self._call(context, "Predict", work)
 
     def LoadModel(self, request: pb.LoadModelRequest,

@@ -140,25 +140,43 @@ class ModelRegistry:
             raise NotFound(self._not_loaded(alias))
         return model
 
-    @contextmanager
-    def acquire(self, alias: str) -> Iterator[LoadedModel]:
-        """Hold the model under ``alias`` for one call; unload waits until it is released.
+    def checkout(self, alias: str) -> LoadedModel:
+        """Hold the model under ``alias`` for one call; pair with :meth:`checkin`.
+
+        Unload waits until every checked-out call is checked in. Aliases are validated only
+        when no model has them (published aliases are valid), which keeps this cheap.
 
         Raises:
+            InvalidArgument: no model under ``alias`` and ``alias`` is malformed.
             NotFound: no model under that alias.
         """
         with self._lock:
             model = self._models.get(alias)
-            if model is None:
-                raise NotFound(self._not_loaded(alias))
-            model.in_flight += 1
+            if model is not None:
+                model.in_flight += 1
+                return model
+        check_alias(alias)
+        raise NotFound(self._not_loaded(alias))
+
+    def checkin(self, model: LoadedModel) -> None:
+        """End a call begun with :meth:`checkout`."""
+        with self._lock:
+            model.in_flight -= 1
+            if model.in_flight == 0:
+                self._idle.notify_all()
+
+    @contextmanager
+    def acquire(self, alias: str) -> Iterator[LoadedModel]:
+        """:meth:`checkout` and :meth:`checkin` around a ``with`` block.
+
+        Raises:
+            InvalidArgument: malformed alias; NotFound: no model under that alias.
+        """
+        model = self.checkout(alias)
         try:
             yield model
         finally:
-            with self._lock:
-                model.in_flight -= 1
-                if model.in_flight == 0:
-                    self._idle.notify_all()
+            self.checkin(model)
 
     def unload(self, alias: str, timeout: float | None = None) -> LoadedModel:
         """Unpublish ``alias``, wait for its calls in flight, release its runtime.

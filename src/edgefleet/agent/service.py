@@ -15,6 +15,7 @@ SageMaker agent API documents for that case (shared/spec/agent-api.md).
 from __future__ import annotations
 
 import logging
+import math
 import random
 import shutil
 import time
@@ -194,15 +195,18 @@ class AgentService:
             NotFound: model not loaded, or a shared memory segment does not exist.
             ResourceExhausted: out of memory during inference.
         """
-        alias = _resolve_alias(name, handle)
-        with self.registry.acquire(alias) as model:
+        # The hot path: the registry validates the alias only when no model has it.
+        model = self.registry.checkout(handle or name)
+        try:
             feeds = self._feeds(model, inputs)
             results = self._run(model, feeds)
             outputs = [_output(spec, array) for spec, array in zip(model.info.outputs, results,
                                                                    strict=True)]
-            rate = self._sampling.get(alias)
+            rate = self._sampling.get(model.info.alias)
             if rate and self._random.random() < rate:
                 self._sample(model, feeds, outputs)
+        finally:
+            self.registry.checkin(model)
         return outputs
 
     def predict_arrays(self, name: str, feeds: Mapping[str, np.ndarray],
@@ -266,7 +270,7 @@ class AgentService:
         if tensor.shared_memory is not None:
             return self.shared_memory.view(tensor.shared_memory, dtype, shape, spec.name)
         data = tensor.data if tensor.data is not None else b""
-        expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        expected = math.prod(shape) * dtype.itemsize
         if len(data) != expected:
             raise TensorMismatch(
                 f"input tensor {spec.name!r}: sent {len(data)} bytes, shape {list(shape)} x "
@@ -390,7 +394,7 @@ class AgentService:
                                                name).tobytes()
             else:
                 data = tensor.data or b""
-                expected = int(np.prod(shape, dtype=np.int64)) * spec.dtype.itemsize
+                expected = math.prod(shape) * spec.dtype.itemsize
                 if len(data) != expected:
                     raise InvalidArgument(
                         f"captured tensor {label!r}: sent {len(data)} bytes, shape {list(shape)}"
@@ -439,7 +443,7 @@ def _check_shape(spec: TensorSpec, shape: tuple[int, ...] | None, nbytes: int | 
             return spec.shape
         # Without metadata, one dynamic dimension (typically the batch) follows from the
         # byte count; more than one cannot be told apart.
-        known = int(np.prod([d for d in spec.shape if d >= 0], dtype=np.int64)) * itemsize
+        known = math.prod(d for d in spec.shape if d >= 0) * itemsize
         if spec.shape.count(-1) == 1 and nbytes is not None and known and nbytes % known == 0:
             return tuple(nbytes // known if d < 0 else d for d in spec.shape)
         raise TensorMismatch(
@@ -455,7 +459,8 @@ def _check_shape(spec: TensorSpec, shape: tuple[int, ...] | None, nbytes: int | 
 
 
 def _output(spec: TensorSpec, array: np.ndarray) -> TensorOutput:
-    array = np.ascontiguousarray(array)
+    if not array.flags.c_contiguous:
+        array = np.ascontiguousarray(array)
     data_type = spec.data_type if array.dtype == spec.dtype else data_type_from_numpy(array.dtype)
     return TensorOutput(name=spec.name, data_type=data_type, shape=tuple(array.shape),
                         data=array.tobytes())

@@ -10,6 +10,7 @@ and read-only: the mapping is read-only, and writing through it would kill the p
 from __future__ import annotations
 
 import contextlib
+import math
 import threading
 import time
 from collections import OrderedDict
@@ -48,7 +49,7 @@ class SharedMemoryCache:
             InvalidArgument: the segment is writable, or the range lies outside the segment,
                 or ``ref.size`` disagrees with shape x dtype size.
         """
-        count = int(np.prod(shape, dtype=np.int64))
+        count = math.prod(shape)
         nbytes = count * dtype.itemsize
         if ref.size and ref.size != nbytes:
             raise InvalidArgument(
