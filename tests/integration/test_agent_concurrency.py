@@ -6,8 +6,8 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-from conftest import Packages
 from support.agent_process import AgentProcess
+from support.packages import Packages
 
 from edgefleet.proto import agent_pb2 as pb
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import grpc
 import pytest
-from conftest import Packages, base_config
 from support.agent_process import AgentProcess, start_agent
+from support.packages import Packages, base_config
 
 from edgefleet.package import build_package, init_keys
 from edgefleet.proto import agent_pb2 as pb

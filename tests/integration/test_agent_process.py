@@ -12,9 +12,9 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
-from conftest import Packages, base_config
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from support.agent_process import agent_command, short_socket_dir, start_agent
+from support.packages import Packages, base_config
 
 from edgefleet.proto import agent_pb2 as pb
 

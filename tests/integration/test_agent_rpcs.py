@@ -14,9 +14,9 @@ import numpy as np
 import onnxruntime as ort
 import psutil
 import pytest
-from conftest import Packages
-from support.agent_process import AgentProcess
+from support.agent_process import AgentProcess, start_agent
 from support.models import affine_reference
+from support.packages import Packages, base_config
 
 from edgefleet.proto import agent_pb2 as pb
 
@@ -217,9 +217,6 @@ def test_unload_waits_for_predictions_in_flight(agent: AgentProcess,
 
 def test_resource_exhausted_for_a_model_larger_than_memory(
         packages: Packages, tmp_path_factory: pytest.TempPathFactory) -> None:
-    from conftest import base_config
-    from support.agent_process import start_agent
-
     work = tmp_path_factory.mktemp("huge")
     bare = work / "huge"
     bare.mkdir()

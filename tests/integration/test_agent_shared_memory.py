@@ -9,8 +9,8 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import sysv_ipc
-from conftest import Packages
 from support.agent_process import AgentProcess
+from support.packages import Packages
 
 from edgefleet.proto import agent_pb2 as pb
 
