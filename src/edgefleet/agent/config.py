@@ -192,6 +192,35 @@ class AgentConfig(BaseModel):
     edgefleet_s3_secret_access_key: SecretStr | None = None
     """Secret key of the S3-compatible store (default: boto3's credential chain)."""
 
+    edgefleet_control_access_key_id: str | None = None
+    """This device's access key id at the control plane (``edgefleet device register`` writes
+    it; default: boto3's credential chain)."""
+
+    edgefleet_control_secret_access_key: SecretStr | None = None
+    """This device's secret access key at the control plane; it signs every request (SigV4) and
+    is never logged (default: boto3's credential chain)."""
+
+    edgefleet_control_timeout_seconds: float = Field(default=30.0, gt=0)
+    """Connect and read timeout of each request to the control plane, in seconds."""
+
+    edgefleet_control_backoff_seconds: float = Field(default=1.0, gt=0)
+    """First delay, in seconds, before a failed control-plane request or package download is
+    retried; it doubles per failure (with random jitter) up to the maximum below."""
+
+    edgefleet_control_max_backoff_seconds: float = Field(default=300.0, gt=0)
+    """Longest delay, in seconds, between retries while the control plane is unreachable."""
+
+    edgefleet_heartbeat_interval_seconds: float = Field(default=60.0, gt=0)
+    """Seconds between heartbeats (agent and per-model metrics, deployment results)."""
+
+    edgefleet_deployment_poll_seconds: float | None = Field(default=None, gt=0)
+    """Seconds between deployment polls; overrides
+    ``sagemaker_edge_model_deployment_poll_interval`` (minutes) when set."""
+
+    edgefleet_deployment_health_seconds: float = Field(default=30.0, ge=0)
+    """Health window after a deployment swaps a model in, in seconds: a prediction error in
+    this window fails the deployment (and rolls it back under ``ROLLBACK_ON_FAILURE``)."""
+
     # -- validation ------------------------------------------------------------------------------
     @field_validator("edgefleet_capture_sampling")
     @classmethod
@@ -299,7 +328,8 @@ def reference_markdown() -> str:
         "value stops the agent with the key's name and what is expected.",
         "",
         "Generated from `src/edgefleet/agent/config.py` by",
-        "`python -c 'from edgefleet.agent.config import reference_markdown as r; print(r())'`.",
+        "`python -c 'import edgefleet.agent.config as c, sys; "
+        "sys.stdout.write(c.reference_markdown())'`.",
         "",
         "| key | type | default | meaning |",
         "| --- | --- | --- | --- |",

@@ -1,9 +1,12 @@
 """The agent process: the one composition root that wires config -> service -> servers.
 
 Read this file to see the whole agent: settings are validated, the capture pipeline and the
-``AgentService`` are built, the gRPC server (Agent + health) binds the Unix socket with mode
-0660, and a stop (SIGTERM, SIGHUP, SIGINT or :meth:`Agent.stop`) stops accepting calls, lets the
-calls in flight finish, flushes capture, unloads models and removes the socket file.
+``AgentService`` are built, the deployment executor reloads the models deployed before, the gRPC
+server (Agent + health) binds the Unix socket with mode 0660, and the control-plane client
+(registration, heartbeats, deployments; docs/deployments.md) starts when the provider is
+``Aws``. A stop (SIGTERM, SIGHUP, SIGINT or :meth:`Agent.stop`) ends the control-plane threads,
+stops accepting calls, lets the calls in flight finish, flushes capture, unloads models and
+removes the socket file.
 """
 
 from __future__ import annotations
@@ -21,7 +24,10 @@ from grpc_health.v1 import health_pb2
 
 from edgefleet import __version__
 from edgefleet.agent.config import AgentConfig
+from edgefleet.agent.control import ControlClient, make_transport
+from edgefleet.agent.deploy import DeploymentExecutor
 from edgefleet.agent.grpc_server import SERVICE_NAME, build_server
+from edgefleet.agent.metrics import HeartbeatMetrics, SampleClock
 from edgefleet.agent.service import AgentService, CaptureBackend
 from edgefleet.errors import FailedPrecondition
 
@@ -98,7 +104,19 @@ class Agent:
         self.socket_path = socket_path
         self.force = force
         self.capture = capture
-        self.service = AgentService(config, capture=self.capture)
+        # The wrapper notes each model's latest capture time for heartbeats.
+        self.samples = SampleClock(capture) if capture is not None else None
+        self.service = AgentService(config, capture=self.samples)
+        self._control_stop = threading.Event()
+        transport = make_transport(config)
+        self.deployments = DeploymentExecutor(
+            self.service, config, download=transport.download if transport else None,
+            stop=self._control_stop)
+        self.control = None if transport is None else ControlClient(
+            config, transport, self.deployments,
+            HeartbeatMetrics(self.service.registry, self.deployments.state, capture=capture,
+                             samples=self.samples),
+            self._control_stop)
         self._server, self._health = build_server(
             self.service, workers=config.edgefleet_grpc_workers,
             max_message_bytes=config.edgefleet_max_message_bytes)
@@ -117,6 +135,7 @@ class Agent:
         start = getattr(self.capture, "start", None)
         if start is not None:
             start()
+        self.deployments.restore()  # serve the deployed models from the first call on
         # The socket file is created with the process umask; narrow it so that the file never
         # exists with wider permissions, even for a moment.
         previous = os.umask(0o117)
@@ -131,6 +150,8 @@ class Agent:
         for name in ("", SERVICE_NAME):
             self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
         self._started = True
+        if self.control is not None:
+            self.control.start()
         _notify_systemd("READY=1")
         log.info("edgefleet-agent %s serving on unix://%s (device %s, fleet %s) in %.0f ms",
                  __version__, self.socket_path, self.config.sagemaker_edge_core_device_name,
@@ -143,6 +164,10 @@ class Agent:
             return
         self._stopped.set()
         _notify_systemd("STOPPING=1")
+        if self.control is not None:
+            self.control.stop()
+        self._control_stop.set()
+        self.deployments.close()
         log.info("stopping: finishing calls in flight (up to %.0f s)", grace)
         self._health.enter_graceful_shutdown()
         self._server.stop(grace).wait()

@@ -197,6 +197,45 @@ class ModelRegistry:
             hook(model)
         return model
 
+    def replace(self, model: LoadedModel, timeout: float | None = None) -> LoadedModel | None:
+        """Publish ``model`` under its alias in place of the model there, in one step.
+
+        Every call sees either the old or the new model, never NOT_FOUND. The old model's calls
+        in flight finish on it; then its runtime is released and the ``on_unload`` hooks run for
+        it, and the ``on_load`` hooks for ``model``. Removing the old model's extracted folder is
+        the caller's job.
+
+        Args:
+            model: an opened, unpublished model.
+            timeout: seconds to wait for the old model's calls in flight (None: as long as
+                they take).
+
+        Returns:
+            The model that was replaced, or None if the alias was free.
+
+        Raises:
+            AlreadyExists: a LoadModel of that alias is in progress.
+            Unavailable: the registry is closing.
+        """
+        alias = model.info.alias
+        with self._lock:
+            if self._closed:
+                raise Unavailable("the agent is shutting down; deploy after it restarts")
+            if alias in self._reserved:
+                raise AlreadyExists(f"a LoadModel of {alias!r} is in progress; deploy again "
+                                    f"after it finished")
+            old = self._models.get(alias)
+            self._models[alias] = model
+            if old is not None:
+                self._idle.wait_for(lambda: old.in_flight == 0, timeout)
+        if old is not None:
+            old.runtime.unload()
+            for hook in self.on_unload:
+                hook(old)
+        for hook in self.on_load:
+            hook(model)
+        return old
+
     def models(self) -> list[LoadedModel]:
         """The published models, sorted by alias."""
         with self._lock:

@@ -118,7 +118,7 @@ class AgentService:
                                   "or .tar.gz file")
         self.registry.reserve(alias)
         try:
-            model = self._open(url, alias)
+            model = self.open_model(url, alias)
         except BaseException:
             self.registry.release_reservation(alias)
             raise
@@ -126,7 +126,15 @@ class AgentService:
         log.info("loaded model %r version %r from %s", alias, model.info.version, url)
         return model.info
 
-    def _open(self, url: str, alias: str) -> LoadedModel:
+    def open_model(self, url: str, alias: str) -> LoadedModel:
+        """Verify, extract and load the package at ``url`` without publishing it.
+
+        The deployment executor uses this to prepare a new version before swapping it in;
+        :meth:`load_model` publishes at once.
+
+        Raises:
+            The errors of :meth:`load_model`, except AlreadyExists.
+        """
         package = open_package(
             Path(url),
             extract_root=self._extract_root,
