@@ -23,6 +23,7 @@ from pathlib import Path
 from grpc_health.v1 import health_pb2
 
 from edgefleet import __version__
+from edgefleet.agent.capture import CaptureService
 from edgefleet.agent.config import AgentConfig
 from edgefleet.agent.control import ControlClient, make_transport
 from edgefleet.agent.deploy import DeploymentExecutor
@@ -95,7 +96,7 @@ class Agent:
         config: validated configuration.
         socket_path: where to serve (``unix://`` + this path for clients).
         force: remove a stale socket file first.
-        capture: the capture pipeline, or ``None`` (CaptureData answers FAILED_PRECONDITION).
+        capture: the capture pipeline (default: a ``CaptureService`` built from the config).
     """
 
     def __init__(self, config: AgentConfig, socket_path: Path, *, force: bool = False,
@@ -103,9 +104,9 @@ class Agent:
         self.config = config
         self.socket_path = socket_path
         self.force = force
-        self.capture = capture
+        self.capture = capture if capture is not None else CaptureService(config)
         # The wrapper notes each model's latest capture time for heartbeats.
-        self.samples = SampleClock(capture) if capture is not None else None
+        self.samples = SampleClock(self.capture)
         self.service = AgentService(config, capture=self.samples)
         self._control_stop = threading.Event()
         transport = make_transport(config)
@@ -114,7 +115,7 @@ class Agent:
             stop=self._control_stop)
         self.control = None if transport is None else ControlClient(
             config, transport, self.deployments,
-            HeartbeatMetrics(self.service.registry, self.deployments.state, capture=capture,
+            HeartbeatMetrics(self.service.registry, self.deployments.state, capture=self.capture,
                              samples=self.samples),
             self._control_stop)
         self._server, self._health = build_server(

@@ -1,0 +1,30 @@
+"""The capture pipeline: CaptureData requests to batch files on disk or in an S3 bucket.
+
+``CaptureService`` is what the agent wires in; ``records`` decodes what it stored (see
+docs/capture.md).
+"""
+
+from edgefleet.agent.capture.records import (
+    BatchFile,
+    CaptureRecord,
+    DeviceIdentity,
+    decode_batch,
+    read_batch_file,
+)
+from edgefleet.agent.capture.service import Backoff, CaptureService, sink_from_config
+from edgefleet.agent.capture.sinks import CaptureSink, DiskSink, MemorySink, S3Sink
+
+__all__ = [
+    "Backoff",
+    "BatchFile",
+    "CaptureRecord",
+    "CaptureService",
+    "CaptureSink",
+    "DeviceIdentity",
+    "DiskSink",
+    "MemorySink",
+    "S3Sink",
+    "decode_batch",
+    "read_batch_file",
+    "sink_from_config",
+]

@@ -1,0 +1,487 @@
+"""The durable capture spool: a SQLite database that holds every acknowledged capture until stored.
+
+With ``sagemaker_edge_db_enable`` on, CaptureData answers OK only after the capture is committed
+here, so a crash (``kill -9``) or a power loss after the answer loses nothing: the restarted agent
+delivers what the spool holds.
+
+Durability settings and why:
+
+* ``journal_mode=WAL``: readers (the flusher loading a batch) do not block the writer.
+* ``synchronous=FULL``: every commit fsyncs the WAL. NORMAL would survive a process crash but may
+  lose the last commits on a power loss, which the acknowledgement promises not to. The cost is
+  paid once per group of captures: the first CaptureData call that finds no commit running
+  commits everything queued, the calls that arrive meanwhile wait and share the next commit (group
+  commit), so the fsync rate does not bound the capture rate.
+
+Exactly-once delivery: captures are assigned to a batch (key and members stored) in a
+transaction before the sink is called; after a crash the same batch is stored again under the same
+key, which overwrites what a half-finished attempt left. A batch's records are deleted in the same
+transaction that remembers their ids as finished, so a client retrying a capture that was stored
+gets ALREADY_EXISTS instead of a duplicate.
+
+Budget: ``max_bytes`` counts the payload bytes of held captures (tensor and auxiliary bytes plus a
+small header each); SQLite reuses freed pages, so the file stays near its peak size. When a new
+capture does not fit, the ``refuse`` policy answers RESOURCE_EXHAUSTED and ``drop-oldest`` deletes
+the oldest captures not yet in a batch (the batch being delivered stays whole, so the budget can be
+exceeded by at most one batch).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import struct
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from edgefleet.agent.capture.batcher import Batch, Layout
+from edgefleet.agent.types import (
+    AuxiliaryEncoding,
+    CapturedAuxiliary,
+    CapturedTensor,
+    CaptureRequest,
+    CaptureStatus,
+)
+from edgefleet.errors import EdgefleetError, ResourceExhausted
+
+log = logging.getLogger(__name__)
+
+#: Seconds between two log lines about dropped captures.
+_DROP_LOG_INTERVAL = 10.0
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS records (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    capture_id TEXT NOT NULL,
+    directory TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    batch INTEGER,
+    body BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS records_batch ON records (batch);
+CREATE TABLE IF NOT EXISTS batches (id INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS finished (
+    capture_id TEXT PRIMARY KEY, status INTEGER NOT NULL, expires REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS finished_expires ON finished (expires);
+"""
+
+OverflowPolicy = Literal["refuse", "drop-oldest"]
+
+
+@dataclass(slots=True)
+class _Pending:
+    """A capture waiting to be committed; ``done`` once committed or failed (``error``)."""
+
+    request: CaptureRequest
+    body: bytes
+    directory: str
+    wait: bool
+    done: bool = False
+    error: EdgefleetError | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Recovered:
+    """What a spool opened after a stop holds.
+
+    Attributes:
+        in_progress: ids of captures not yet stored, oldest first.
+        finished: ``(capture_id, status, expires)`` of recently finished captures, ``expires`` a
+            Unix time, in order of expiry.
+    """
+
+    in_progress: list[str]
+    finished: list[tuple[str, CaptureStatus, float]] = field(default_factory=list)
+
+
+class Spool:
+    """SQLite spool of captures; a :class:`~edgefleet.agent.capture.batcher.BatchSource`.
+
+    Args:
+        path: the database file (its folder is created).
+        layout: folder layout used to name batches.
+        max_bytes: budget of held captures, in bytes.
+        policy: what to do when the budget is reached (see the module docstring).
+        queue_limit: captures waiting to be committed at most
+            (``capture_data_buffer_size``).
+        status_ttl: seconds finished ids are remembered (``edgefleet_capture_status_ttl_seconds``).
+        on_dropped: called with the ids of captures given up (dropped by ``drop-oldest``, or
+            not written for a caller that did not wait), outside any lock.
+
+    Raises:
+        sqlite3.Error, OSError: the database cannot be opened or created.
+    """
+
+    def __init__(self, path: Path, layout: Layout, *, max_bytes: int, policy: OverflowPolicy,
+                 queue_limit: int, status_ttl: float,
+                 on_dropped: Callable[[list[str]], None]) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._layout = layout
+        self._max_bytes = max_bytes
+        self._policy = policy
+        self._queue_limit = queue_limit
+        self._ttl = status_ttl
+        self._on_dropped = on_dropped
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(_SCHEMA)
+        self._db_lock = threading.Lock()
+        self._db.execute("INSERT OR IGNORE INTO meta VALUES ('stream', ?)",
+                         (uuid.uuid4().hex[:12],))
+        self.stream: str = self._db.execute(
+            "SELECT value FROM meta WHERE key = 'stream'").fetchone()[0]
+        count, held, unbatched = self._db.execute(
+            "SELECT count(*), coalesce(sum(size), 0), count(*) - count(batch) FROM records"
+        ).fetchone()
+        self._records: int = count
+        self._bytes: int = held
+        self._unbatched: int = unbatched
+        self._reopened: list[int] = [
+            row[0] for row in self._db.execute("SELECT id FROM batches ORDER BY id")]
+        self.dropped = 0
+        self._dropped_logged = 0
+        self._drop_logged_at = 0.0
+        self._queue: list[_Pending] = []
+        self._queued_bytes = 0
+        self._unwaited = 0
+        self._committing = False
+        self._closing = False
+        self._queue_lock = threading.Lock()
+        self._committed = threading.Condition(self._queue_lock)
+        self._writer_wanted = threading.Condition(self._queue_lock)
+        self._woken = False
+        self._wanted = 1  # what the blocked wait() waits for: notify only then (saves wake-ups)
+        self._changed = threading.Condition()
+        self._writer = threading.Thread(target=self._write_loop, name="capture-spool-writer",
+                                        daemon=True)
+
+    # -- state after a restart ---------------------------------------------------------------
+    def recovered(self) -> Recovered:
+        """Ids this spool holds and remembers, to seed the status table after a restart."""
+        with self._db_lock:
+            held = [row[0] for row in self._db.execute(
+                "SELECT capture_id FROM records ORDER BY seq")]
+            finished = [(row[0], CaptureStatus(row[1]), row[2]) for row in self._db.execute(
+                "SELECT capture_id, status, expires FROM finished WHERE expires > ? "
+                "ORDER BY expires", (time.time(),))]
+        return Recovered(held, finished)
+
+    @property
+    def records(self) -> int:
+        """Captures held (committed, not yet stored)."""
+        return self._records
+
+    @property
+    def bytes(self) -> int:
+        """Bytes of held captures, as counted against ``max_bytes``."""
+        return self._bytes
+
+    # -- writing -------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Start the writer thread (it commits captures appended without ``wait``)."""
+        self._writer.start()
+
+    def append(self, request: CaptureRequest, directory: str, *, wait: bool) -> None:
+        """Commit a capture to the spool.
+
+        Args:
+            request: the capture.
+            directory: its batch folder (``Layout.directory``).
+            wait: block until the capture is committed (fsynced). Concurrent callers share
+                commits (group commit). Without ``wait`` the capture is committed soon by the
+                writer thread and, if that fails, passed to ``on_dropped``.
+
+        Raises:
+            ResourceExhausted: ``queue_limit`` captures wait to be committed, or the budget is
+                reached under the ``refuse`` policy, or the capture alone exceeds the budget, or
+                the disk is full.
+            EdgefleetError: the database could not be written (INTERNAL; the message says why).
+        """
+        body = pack_request(request)
+        size = len(body)
+        if size > self._max_bytes:
+            raise ResourceExhausted(
+                f"capture of {size} bytes exceeds the whole capture spool budget "
+                f"(edgefleet_capture_spool_max_bytes = {self._max_bytes})")
+        pending = _Pending(request, body, directory, wait)
+        with self._queue_lock:
+            if self._closing:
+                raise ResourceExhausted("capture spool is closing; retry after the restart")
+            if len(self._queue) >= self._queue_limit:
+                raise ResourceExhausted(
+                    f"capture buffer full ({self._queue_limit} captures wait to be written to "
+                    f"the spool); retry later, or raise "
+                    f"sagemaker_edge_core_capture_data_buffer_size")
+            held = self._bytes + self._queued_bytes + size
+            if self._policy == "refuse" and held > self._max_bytes:
+                raise ResourceExhausted(
+                    f"capture spool full ({self._bytes} of {self._max_bytes} bytes held while "
+                    f"the destination catches up); retry later, raise "
+                    f"edgefleet_capture_spool_max_bytes, or set edgefleet_capture_overflow_policy "
+                    f"to 'drop-oldest'")
+            self._queue.append(pending)
+            self._queued_bytes += size
+            if not wait:
+                self._unwaited += 1
+                self._writer_wanted.notify()
+                return
+            # Group commit: a caller that finds no commit running commits the whole queue;
+            # the others wait for it (or lead the next one).
+            while self._committing and not pending.done:
+                self._committed.wait()
+            entries = [] if pending.done else self._take_queue()
+        if entries:
+            self._commit_entries(entries)
+        if pending.error is not None:
+            raise pending.error
+
+    def _take_queue(self) -> list[_Pending]:
+        # Called with the queue lock held.
+        entries, self._queue = self._queue, []
+        self._unwaited = 0
+        self._committing = True
+        return entries
+
+    def _write_loop(self) -> None:
+        # Commits captures nobody waits for (sampled from Predict traffic), and the rest on close.
+        while True:
+            with self._queue_lock:
+                while self._committing or not (self._unwaited or self._closing):
+                    self._writer_wanted.wait()
+                if not self._queue:
+                    return
+                entries = self._take_queue()
+            self._commit_entries(entries)
+
+    def _commit_entries(self, entries: list[_Pending]) -> None:
+        try:
+            dropped = self._commit(entries)
+        except Exception as error:  # reported to every caller in the group, never swallowed
+            failure = _write_error(self.path, error)
+            log.error("%s", failure.message)
+            for entry in entries:
+                entry.error = failure
+            dropped = [e.request.capture_id for e in entries if not e.wait]
+        with self._queue_lock:
+            self._queued_bytes -= sum(len(entry.body) for entry in entries)
+            for entry in entries:
+                entry.done = True
+            self._committing = False
+            self._committed.notify_all()
+            if self._unwaited or self._closing:
+                self._writer_wanted.notify()
+        if dropped:
+            self._on_dropped(dropped)
+
+    def _commit(self, entries: list[_Pending]) -> list[str]:
+        size = sum(len(entry.body) for entry in entries)
+        dropped: list[tuple[int, str, int]] = []
+        with self._db_lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                excess = self._bytes + size - self._max_bytes
+                if self._policy == "drop-oldest" and excess > 0:
+                    dropped = self._drop_oldest(excess)
+                self._db.executemany(
+                    "INSERT INTO records (capture_id, directory, size, body) VALUES (?, ?, ?, ?)",
+                    [(e.request.capture_id, e.directory, len(e.body), e.body) for e in entries])
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        freed = sum(row[2] for row in dropped)
+        with self._changed:
+            self._records += len(entries) - len(dropped)
+            self._bytes += size - freed
+            self._unbatched += len(entries) - len(dropped)
+            if self._unbatched >= self._wanted:
+                self._changed.notify()
+        if dropped:
+            self._log_dropped(len(dropped))
+        return [row[1] for row in dropped]
+
+    def _drop_oldest(self, excess: int) -> list[tuple[int, str, int]]:
+        victims = []
+        freed = 0
+        for seq, capture_id, size in self._db.execute(
+                "SELECT seq, capture_id, size FROM records WHERE batch IS NULL ORDER BY seq"):
+            victims.append((seq, capture_id, size))
+            freed += size
+            if freed >= excess:
+                break
+        self._db.executemany("DELETE FROM records WHERE seq = ?", [(v[0],) for v in victims])
+        expires = time.time() + self._ttl
+        self._db.executemany(
+            "INSERT OR REPLACE INTO finished VALUES (?, ?, ?)",
+            [(v[1], int(CaptureStatus.FAILURE), expires) for v in victims])
+        return victims
+
+    def _log_dropped(self, count: int) -> None:
+        self.dropped += count
+        now = time.monotonic()
+        if now - self._drop_logged_at >= _DROP_LOG_INTERVAL:
+            log.warning(
+                "capture spool full (%d of %d bytes, %d captures held): dropped %d oldest "
+                "captures (%d since start); the destination is not keeping up",
+                self._bytes, self._max_bytes, self._records, self.dropped - self._dropped_logged,
+                self.dropped)
+            self._dropped_logged = self.dropped
+            self._drop_logged_at = now
+
+    # -- BatchSource -------------------------------------------------------------------------
+    def wait(self, count: int, timeout: float) -> int:
+        """See :meth:`BatchSource.wait`."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            self._wanted = count
+            while self._unbatched < count and not self._woken:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._changed.wait(remaining)
+            self._woken = False
+            return self._unbatched
+
+    def wake(self) -> None:
+        """See :meth:`BatchSource.wake`."""
+        with self._changed:
+            self._woken = True
+            self._changed.notify_all()
+
+    def take_batches(self, limit: int) -> list[Batch]:
+        """See :meth:`BatchSource.take_batches`: first the batches formed before a restart."""
+        with self._db_lock:
+            if self._reopened:
+                ids, self._reopened = self._reopened, []
+                return [self._load(batch_id) for batch_id in ids]
+            rows = self._db.execute(
+                "SELECT seq, directory FROM records WHERE batch IS NULL ORDER BY seq LIMIT ?",
+                (limit,)).fetchall()
+            groups: dict[str, list[int]] = {}
+            for seq, directory in rows:
+                groups.setdefault(directory, []).append(seq)
+            ids = []
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                for directory, seqs in groups.items():
+                    cursor = self._db.execute("INSERT INTO batches (key) VALUES ('')")
+                    batch_id = cursor.lastrowid
+                    assert batch_id is not None
+                    self._db.execute("UPDATE batches SET key = ? WHERE id = ?",
+                                     (self._layout.key(directory, self.stream, batch_id),
+                                      batch_id))
+                    self._db.executemany("UPDATE records SET batch = ? WHERE seq = ?",
+                                         [(batch_id, seq) for seq in seqs])
+                    ids.append(batch_id)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            batches = [self._load(batch_id) for batch_id in ids]
+        with self._changed:
+            self._unbatched -= len(rows)
+        return batches
+
+    def _load(self, batch_id: int) -> Batch:
+        key = self._db.execute("SELECT key FROM batches WHERE id = ?", (batch_id,)).fetchone()[0]
+        requests = tuple(unpack_request(row[0]) for row in self._db.execute(
+            "SELECT body FROM records WHERE batch = ? ORDER BY seq", (batch_id,)))
+        return Batch(key, requests, batch_id)
+
+    def complete(self, batch: Batch) -> None:
+        """See :meth:`BatchSource.complete`: delete the batch, remember its ids as stored."""
+        now = time.time()
+        with self._db_lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                count, size = self._db.execute(
+                    "SELECT count(*), coalesce(sum(size), 0) FROM records WHERE batch = ?",
+                    (batch.spool_id,)).fetchone()
+                self._db.execute("DELETE FROM records WHERE batch = ?", (batch.spool_id,))
+                self._db.execute("DELETE FROM batches WHERE id = ?", (batch.spool_id,))
+                self._db.execute("DELETE FROM finished WHERE expires <= ?", (now,))
+                self._db.executemany(
+                    "INSERT OR REPLACE INTO finished VALUES (?, ?, ?)",
+                    [(r.capture_id, int(CaptureStatus.SUCCESS), now + self._ttl)
+                     for r in batch.requests])
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        with self._changed:
+            self._records -= count
+            self._bytes -= size
+
+    # -- shutdown ------------------------------------------------------------------------------
+    def close(self) -> None:
+        """Commit what is queued, stop the writer thread and close the database."""
+        with self._queue_lock:
+            self._closing = True
+            self._writer_wanted.notify()
+        if self._writer.is_alive():
+            self._writer.join()
+        with self._db_lock:
+            self._db.close()
+
+
+def _write_error(path: Path, error: Exception) -> EdgefleetError:
+    if isinstance(error, sqlite3.OperationalError) and "full" in str(error):
+        return ResourceExhausted(f"capture spool {path}: disk full ({error}); free disk space")
+    return EdgefleetError(f"capture spool {path} cannot be written: {error}; check the disk "
+                          f"and the file's permissions")
+
+
+# -- row format ----------------------------------------------------------------------------------
+# body = 4-byte big-endian header length, JSON header, then the payloads in header order.
+_LENGTH = struct.Struct(">I")
+
+
+def pack_request(request: CaptureRequest) -> bytes:
+    """Serialise a capture for the spool (a JSON header followed by the raw payloads)."""
+    tensors = [(section, t) for section, group in
+               (("in", request.input_tensors), ("out", request.output_tensors)) for t in group]
+    auxiliary = [(section, a) for section, group in
+                 (("in", request.auxiliary_inputs), ("out", request.auxiliary_outputs))
+                 for a in group]
+    header = json.dumps({
+        "id": request.capture_id, "model": request.model_alias,
+        "version": request.model_version, "time": request.inference_time_ns,
+        "sampled": request.sampled,
+        "tensors": [[s, t.name, t.data_type, list(t.shape), len(t.data)] for s, t in tensors],
+        "auxiliary": [[s, a.name, int(a.encoding), len(a.data)] for s, a in auxiliary],
+    }, separators=(",", ":")).encode("utf-8")
+    return b"".join([_LENGTH.pack(len(header)), header, *(t.data for _, t in tensors),
+                     *(a.data for _, a in auxiliary)])
+
+
+def unpack_request(body: bytes) -> CaptureRequest:
+    """The capture :func:`pack_request` serialised."""
+    (length,) = _LENGTH.unpack_from(body)
+    header = json.loads(body[_LENGTH.size:_LENGTH.size + length])
+    view = memoryview(body)
+    offset = _LENGTH.size + length
+
+    def take(size: int) -> bytes:
+        nonlocal offset
+        offset += size
+        return bytes(view[offset - size:offset])
+
+    tensors: dict[str, list[CapturedTensor]] = {"in": [], "out": []}
+    for section, name, data_type, shape, size in header["tensors"]:
+        tensors[section].append(CapturedTensor(name, data_type, tuple(shape), take(size)))
+    auxiliary: dict[str, list[CapturedAuxiliary]] = {"in": [], "out": []}
+    for section, name, encoding, size in header["auxiliary"]:
+        auxiliary[section].append(CapturedAuxiliary(name, AuxiliaryEncoding(encoding), take(size)))
+    return CaptureRequest(
+        capture_id=header["id"], model_alias=header["model"], model_version=header["version"],
+        inference_time_ns=header["time"], input_tensors=tuple(tensors["in"]),
+        output_tensors=tuple(tensors["out"]), auxiliary_inputs=tuple(auxiliary["in"]),
+        auxiliary_outputs=tuple(auxiliary["out"]), sampled=header["sampled"])

