@@ -1,0 +1,227 @@
+"""The management REST API under ``/api/v1`` (OpenAPI at ``/docs``); thin handlers over services.
+
+Every route but ``/api/v1/root-certificate`` and ``/healthz`` needs the admin token as
+``Authorization: Bearer <token>``. Errors are ``{"error": <class>, "message": <what to do>}``
+with the HTTP status of the error's kind (see ``edgefleet.fleet.app.HTTP_STATUS``).
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, File, Form, Query, Request, Response, UploadFile
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from edgefleet.fleet import bootstrap, fleets, packaging, reports, rollout, schemas
+from edgefleet.fleet.crypto import token_hash
+from edgefleet.fleet.db.models import AdminToken
+from edgefleet.fleet.sigv4 import Unauthenticated
+
+public = APIRouter()
+
+
+_bearer = HTTPBearer(auto_error=False, description="The admin token the server wrote at first "
+                                                   "start (<data-dir>/admin-token).")
+
+
+def require_admin(request: Request, credentials: Annotated[
+        HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> None:
+    """Dependency: the request carries a valid admin token (documented in OpenAPI as HTTP
+    bearer authentication, so /docs offers "Authorize").
+
+    Raises:
+        Unauthenticated: no ``Authorization: Bearer`` header, or an unknown token.
+    """
+    if credentials is None or not credentials.credentials:
+        raise Unauthenticated("this route needs the admin token: send 'Authorization: Bearer "
+                              "<token>' (the CLI reads it from --token or EDGEFLEET_ADMIN_TOKEN)")
+    with request.app.state.context.sessions() as session:
+        known = session.scalar(select(AdminToken.id).where(
+            AdminToken.token_hash == token_hash(credentials.credentials.strip())))
+    if known is None:
+        raise Unauthenticated("unknown admin token; use the token the server wrote at first "
+                              "start (data dir file admin-token)")
+
+
+def _read(request: Request) -> Iterator[Session]:
+    with request.app.state.context.sessions() as session:
+        yield session
+
+
+def _write(request: Request) -> Iterator[Session]:
+    with request.app.state.context.sessions.begin() as session:
+        yield session
+
+
+# scope="function": the transaction commits before the response is sent, so "201" means stored.
+ReadSession = Annotated[Session, Depends(_read, scope="function")]
+WriteSession = Annotated[Session, Depends(_write, scope="function")]
+router = APIRouter(prefix="/api/v1", dependencies=[Depends(require_admin)])
+
+
+@public.get("/healthz", tags=["health"])
+def healthz() -> dict[str, str]:
+    """Liveness: the process answers (it does not touch the database)."""
+    return {"status": "ok"}
+
+
+@public.get("/api/v1/root-certificate", tags=["packaging"], response_class=Response,
+            responses={200: {"content": {"application/x-pem-file": {}}}})
+def root_certificate(session: ReadSession) -> Response:
+    """The PEM root certificate package signatures chain to; install it on devices in the
+    folder ``sagemaker_edge_core_root_certs_path`` names."""
+    return Response(bootstrap.root_certificate(session), media_type="application/x-pem-file")
+
+
+# -- fleets ---------------------------------------------------------------------------------------
+
+@router.post("/fleets", status_code=201, tags=["fleets"])
+def create_fleet(spec: schemas.FleetCreate, session: WriteSession) -> schemas.FleetOut:
+    """Create a device fleet (409 if the name is taken)."""
+    return fleets.create_fleet(session, spec)
+
+
+@router.get("/fleets", tags=["fleets"])
+def list_fleets(session: ReadSession) -> list[schemas.FleetOut]:
+    """Every device fleet."""
+    return fleets.list_fleets(session)
+
+
+@router.get("/fleets/{name}", tags=["fleets"])
+def describe_fleet(name: str, session: ReadSession) -> schemas.FleetOut:
+    """One device fleet (404 if unknown)."""
+    return fleets.describe_fleet(session, name)
+
+
+@router.delete("/fleets/{name}", status_code=204, tags=["fleets"])
+def delete_fleet(name: str, session: WriteSession) -> None:
+    """Delete an empty fleet (409 while devices or plans refer to it)."""
+    fleets.delete_fleet(session, name)
+
+
+@router.get("/fleets/{name}/report", tags=["fleets"])
+def fleet_report(name: str, request: Request, session: ReadSession) -> schemas.FleetReport:
+    """Agent versions and per-model offline/connected/active/sampling device counts."""
+    window = request.app.state.context.settings.connected_window_seconds
+    return reports.fleet_report(session, name, window_seconds=window)
+
+
+# -- devices --------------------------------------------------------------------------------------
+
+@router.post("/devices", status_code=201, tags=["devices"])
+def register_device(spec: schemas.DeviceRegister, request: Request,
+                    session: WriteSession) -> schemas.DeviceRegistered:
+    """Register a device; the answer holds its secret (shown once) and a ready agent config."""
+    context = request.app.state.context
+    return fleets.register_device(session, context.key, spec, endpoint=context.base_url(request),
+                                  region=context.settings.region)
+
+
+@router.get("/devices", tags=["devices"])
+def list_devices(session: ReadSession, fleet: str | None = None, after: str | None = None,
+                 limit: Annotated[int, Query(ge=1, le=fleets.MAX_PAGE)] = 100
+                 ) -> schemas.DevicePage:
+    """Devices by name, optionally of one fleet; page with ``after`` = previous ``next_after``."""
+    return fleets.list_devices(session, fleet=fleet, after=after, limit=limit)
+
+
+@router.get("/devices/{name}", tags=["devices"])
+def describe_device(name: str, session: ReadSession) -> schemas.DeviceOut:
+    """A device: latest heartbeat, agent metrics, models with metrics, deployments."""
+    return fleets.describe_device(session, name)
+
+
+@router.delete("/devices/{name}", status_code=204, tags=["devices"])
+def deregister_device(name: str, request: Request, session: WriteSession) -> None:
+    """Deregister a device; its credentials stop working (on other server instances once
+    their credential cache expires, ``credential_cache_seconds``)."""
+    request.app.state.context.credentials.forget(fleets.deregister_device(session, name))
+
+
+# -- packaging ------------------------------------------------------------------------------------
+
+@router.post("/packaging-jobs", status_code=201, tags=["packaging"])
+def create_packaging_job(
+        request: Request, name: Annotated[str, Form(pattern=schemas.NAME_PATTERN, max_length=63)],
+        model_name: Annotated[str, Form()], model_version: Annotated[str, Form()],
+        model: Annotated[UploadFile, File(description="the ONNX model file")],
+) -> schemas.PackagingJobOut:
+    """Package and sign an uploaded ONNX model; a model that cannot be packaged gives a job
+    with status FAILED and the reason."""
+    context = request.app.state.context
+    with tempfile.TemporaryDirectory(prefix="edgefleet-upload-") as tmp:
+        path = Path(tmp) / "model.onnx"
+        with path.open("wb") as out:
+            shutil.copyfileobj(model.file, out)
+        return packaging.create_job(context.sessions, context.key, context.store, name=name,
+                                    model_name=model_name, model_version=model_version,
+                                    model_path=path)
+
+
+@router.get("/packaging-jobs", tags=["packaging"])
+def list_packaging_jobs(session: ReadSession) -> list[schemas.PackagingJobOut]:
+    """Every packaging job, newest first."""
+    return packaging.list_jobs(session)
+
+
+@router.get("/packaging-jobs/{name}", tags=["packaging"])
+def describe_packaging_job(name: str, session: ReadSession) -> schemas.PackagingJobOut:
+    """A packaging job: status, package object key, SHA-1 and size."""
+    return packaging.describe_job(session, name)
+
+
+# -- deployment plans and stages ------------------------------------------------------------------
+
+@router.post("/deployment-plans", status_code=201, tags=["rollout"])
+def create_plan(spec: schemas.PlanCreate, session: WriteSession) -> schemas.PlanOut:
+    """Create a deployment plan: models (handle -> packaging job), a fleet, stages."""
+    return rollout.create_plan(session, spec)
+
+
+@router.get("/deployment-plans", tags=["rollout"])
+def list_plans(session: ReadSession) -> list[schemas.PlanOut]:
+    """Every deployment plan."""
+    return rollout.list_plans(session)
+
+
+@router.get("/deployment-plans/{name}", tags=["rollout"])
+def describe_plan(name: str, session: ReadSession) -> schemas.PlanOut:
+    """A deployment plan with its stages and per-stage device status counts."""
+    return rollout.describe_plan(session, name)
+
+
+@router.delete("/deployment-plans/{name}", status_code=204, tags=["rollout"])
+def delete_plan(name: str, session: WriteSession) -> None:
+    """Delete a plan (409 while one of its stages is in progress)."""
+    rollout.delete_plan(session, name)
+
+
+@router.post("/deployment-plans/{name}/stages", status_code=201, tags=["rollout"])
+def add_stage(name: str, spec: schemas.StageSpec, session: WriteSession) -> schemas.PlanOut:
+    """Append a stage to a plan."""
+    return rollout.add_stage(session, name, spec)
+
+
+@router.post("/deployment-plans/{name}/stages/{stage}/start", tags=["rollout"])
+def start_stage(name: str, stage: str, session: WriteSession) -> schemas.StageOut:
+    """Start a stage: select its devices; GetDeployments hands them the deployment."""
+    return rollout.start_stage(session, name, stage)
+
+
+@router.post("/deployment-plans/{name}/stages/{stage}/stop", tags=["rollout"])
+def stop_stage(name: str, stage: str, session: WriteSession) -> schemas.StageOut:
+    """Stop a stage: devices that have not applied it no longer get it."""
+    return rollout.stop_stage(session, name, stage)
+
+
+@router.get("/deployment-plans/{name}/stages/{stage}/devices", tags=["rollout"])
+def list_stage_devices(name: str, stage: str,
+                       session: ReadSession) -> list[schemas.StageDeviceOut]:
+    """Per-device status of a stage, from GetDeployments and heartbeats' DeploymentResult."""
+    return rollout.stage_devices(session, name, stage)

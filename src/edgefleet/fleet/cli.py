@@ -1,0 +1,374 @@
+"""``edgefleet server`` and the management commands (``fleet``, ``device``, ``packaging``,
+``plan``, ``stage``, ``report``), which drive the REST API through :class:`AdminClient`.
+
+Wire them into the umbrella command with :func:`add_commands`. Every management command takes
+``--server`` (``EDGEFLEET_SERVER_URL``) and ``--token`` (``EDGEFLEET_ADMIN_TOKEN``; default: the
+``admin-token`` file a local server wrote in ``./edgefleet-server``) and prints JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from edgefleet.fleet.client import AdminClient, ApiError
+
+ServerUrl = Annotated[str, typer.Option(
+    "--server", envvar="EDGEFLEET_SERVER_URL", help="Control plane base URL.")]
+Token = Annotated[str | None, typer.Option(
+    "--token", envvar="EDGEFLEET_ADMIN_TOKEN", show_default=False,
+    help="Admin token (default: ./edgefleet-server/admin-token).")]
+DEFAULT_SERVER = "http://127.0.0.1:8080"
+_LOCAL_TOKEN = Path("edgefleet-server") / "admin-token"
+
+
+def _print(value: Any) -> None:
+    typer.echo(json.dumps(value, indent=2, sort_keys=True))
+
+
+@contextmanager
+def _client(server: str, token: str | None) -> Iterator[AdminClient]:
+    if token is None:
+        if not _LOCAL_TOKEN.is_file():
+            typer.echo("no admin token: pass --token or set EDGEFLEET_ADMIN_TOKEN (the server "
+                       "wrote it to <data-dir>/admin-token at first start)", err=True)
+            raise typer.Exit(2)
+        token = _LOCAL_TOKEN.read_text().strip()
+    client = AdminClient(server, token)
+    try:
+        yield client
+    except ApiError as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(1) from None
+    finally:
+        client.close()
+
+
+def _run(server: str, token: str | None, call: Callable[[AdminClient], Any]) -> None:
+    with _client(server, token) as client:
+        result = call(client)
+    if result is not None:
+        _print(result)
+
+
+# -- server ---------------------------------------------------------------------------------------
+
+def server(
+    data_dir: Annotated[Path, typer.Option(help="SQLite file, object store, keys.")] = Path(
+        "edgefleet-server"),
+    database_url: Annotated[str | None, typer.Option(
+        help="e.g. postgresql+psycopg://postgres@127.0.0.1/edgefleet (default: SQLite).")] = None,
+    object_store: Annotated[str | None, typer.Option(
+        help="s3://bucket/prefix?endpoint=URL&region=R (default: <data-dir>/objects).")] = None,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    workers: Annotated[int, typer.Option(min=1, help="uvicorn worker processes.")] = 1,
+    public_url: Annotated[str | None, typer.Option(
+        help="URL devices reach this server at (default: taken from each request).")] = None,
+    region: str = "us-east-1",
+    connected_window_seconds: Annotated[float, typer.Option(
+        help="Heartbeat age, in seconds, up to which a device counts as connected.")] = 600.0,
+    server_key_file: Annotated[Path | None, typer.Option(
+        help="Key encrypting secrets at rest (default: <data-dir>/server.key).")] = None,
+    admin_token_file: Annotated[Path | None, typer.Option(
+        help="Where the first start writes the admin token (default <data-dir>/admin-token).")
+    ] = None,
+    access_log: Annotated[bool, typer.Option(help="Log one line per request.")] = True,
+    log_level: str = "info",
+) -> None:
+    """Run the fleet control plane (migrates the database and creates keys at first start)."""
+    try:
+        import uvicorn
+    except ImportError:
+        typer.echo("error: the control plane's dependencies are not installed; install them "
+                   "with: pip install 'edgefleet[server]'", err=True)
+        raise typer.Exit(2) from None
+
+    from edgefleet.fleet.bootstrap import prepare
+    from edgefleet.fleet.crypto import ServerKey
+    from edgefleet.fleet.db.engine import make_engine
+    from edgefleet.fleet.settings import ServerSettings
+
+    given = {"data_dir": data_dir.resolve(), "database_url": database_url,
+             "object_store": object_store, "public_url": public_url, "region": region,
+             "connected_window_seconds": connected_window_seconds,
+             "server_key_file": server_key_file, "admin_token_file": admin_token_file}
+    # Workers are separate processes: they read the same settings from the environment.
+    for name, value in given.items():
+        if value is not None:
+            os.environ[f"EDGEFLEET_SERVER_{name.upper()}"] = str(value)
+    settings = ServerSettings()
+    # The data dir holds the server key and admin token: private to the server's user.
+    settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    engine = make_engine(settings.resolved_database_url())
+    first = prepare(engine, ServerKey.load_or_create(settings.resolved_server_key_file()),
+                    settings.resolved_admin_token_file())
+    engine.dispose()
+    if first.admin_token_file is not None:
+        # Shown once, and only on a terminal: never into a log file or the journal.
+        if sys.stderr.isatty():
+            token = first.admin_token_file.read_text().strip()
+            typer.echo(f"admin token (shown once): {token}", err=True)
+        typer.echo(f"admin token created and written to {first.admin_token_file} (mode 0600); "
+                   "keep it safe", err=True)
+    uvicorn.run("edgefleet.fleet.app:create_app_from_env", factory=True, host=host, port=port,
+                workers=workers, access_log=access_log, log_level=log_level)
+
+
+# -- fleets ---------------------------------------------------------------------------------------
+
+fleet_app = typer.Typer(help="Device fleets.", no_args_is_help=True)
+
+
+@fleet_app.command("create")
+def fleet_create(name: str, output_location: Annotated[str, typer.Option(
+                     help="Where agents write captured data, e.g. s3://bucket/prefix.")],
+                 description: str = "", server: ServerUrl = DEFAULT_SERVER,
+                 token: Token = None) -> None:
+    """Create a device fleet."""
+    _run(server, token, lambda c: c.create_fleet(name, output_location, description))
+
+
+@fleet_app.command("list")
+def fleet_list(server: ServerUrl = DEFAULT_SERVER, token: Token = None) -> None:
+    """List device fleets."""
+    _run(server, token, lambda c: c.list_fleets())
+
+
+@fleet_app.command("describe")
+def fleet_describe(name: str, server: ServerUrl = DEFAULT_SERVER, token: Token = None) -> None:
+    """Describe a device fleet."""
+    _run(server, token, lambda c: c.describe_fleet(name))
+
+
+@fleet_app.command("delete")
+def fleet_delete(name: str, server: ServerUrl = DEFAULT_SERVER, token: Token = None) -> None:
+    """Delete an empty device fleet."""
+    _run(server, token, lambda c: c.delete_fleet(name))
+
+
+def report(fleet: str, server: ServerUrl = DEFAULT_SERVER, token: Token = None) -> None:
+    """Fleet report: agent versions and per-model offline/connected/active/sampling counts."""
+    _run(server, token, lambda c: c.report(fleet))
+
+
+# -- devices --------------------------------------------------------------------------------------
+
+device_app = typer.Typer(help="Devices and their credentials.", no_args_is_help=True)
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(data)
+
+
+@device_app.command("register")
+def device_register(
+    name: str,
+    fleet: Annotated[str, typer.Option(help="The device fleet.")],
+    description: str = "",
+    iot_thing_name: str | None = None,
+    agent_config: Annotated[Path | None, typer.Option(
+        help="Write the device's agent config (with its credentials) here, mode 0600.")] = None,
+    root_certs_dir: Annotated[Path | None, typer.Option(
+        help="Write the package-signing root certificate into this folder and point the "
+             "agent config at it.")] = None,
+    server: ServerUrl = DEFAULT_SERVER, token: Token = None,
+) -> None:
+    """Register a device; prints its credentials unless --agent-config is given."""
+    spec: dict[str, Any] = {"name": name, "fleet": fleet, "description": description,
+                            "iot_thing_name": iot_thing_name}
+    with _client(server, token) as client:
+        if root_certs_dir is not None:
+            root_certs_dir.mkdir(parents=True, exist_ok=True)
+            (root_certs_dir / "edgefleet-root.pem").write_bytes(client.root_certificate())
+            spec["root_certs_path"] = str(root_certs_dir.resolve())
+        answer = client.register_device(spec)
+    if agent_config is None:
+        _print(answer)
+        return
+    _write_private(agent_config, json.dumps(answer["agent_config"], indent=2).encode() + b"\n")
+    typer.echo(f"wrote {agent_config} (mode 0600; it holds the device's secret key)", err=True)
+    _print(answer["device"])
+
+
+@device_app.command("deregister")
+def device_deregister(name: str, server: ServerUrl = DEFAULT_SERVER,
+                      token: Token = None) -> None:
+    """Deregister a device (its credentials stop working)."""
+    _run(server, token, lambda c: c.deregister_device(name))
+
+
+@device_app.command("describe")
+def device_describe(name: str, server: ServerUrl = DEFAULT_SERVER, token: Token = None) -> None:
+    """Describe a device: latest heartbeat, agent metrics, models, deployments."""
+    _run(server, token, lambda c: c.describe_device(name))
+
+
+@device_app.command("list")
+def device_list(fleet: str | None = None, after: str | None = None, limit: int = 100,
+                server: ServerUrl = DEFAULT_SERVER, token: Token = None) -> None:
+    """List devices by name (page with --after NEXT_AFTER)."""
+    _run(server, token, lambda c: c.list_devices(fleet, after, limit))
+
+
+# -- packaging ------------------------------------------------------------------------------------
+
+packaging_app = typer.Typer(help="Packaging jobs: signed model packages.",
+                            no_args_is_help=True)
+
+
+@packaging_app.command("create")
+def packaging_create(
+    name: str,
+    model_file: Annotated[Path, typer.Option(exists=True, dir_okay=False, help="ONNX model.")],
+    model_name: Annotated[str, typer.Option(help="Package model name.")],
+    model_version: Annotated[str, typer.Option(help="Package model version, e.g. 1.0.")],
+    server: ServerUrl = DEFAULT_SERVER, token: Token = None,
+) -> None:
+    """Upload an ONNX model; the server packages and signs it."""
+    with _client(server, token) as client:
+        job = client.create_packaging_job(name, model_name, model_version, model_file)
+    _print(job)
+    if job["status"] != "COMPLETED":
+        raise typer.Exit(1)
+
+
+@packaging_app.command("describe")
+def packaging_describe(name: str, server: ServerUrl = DEFAULT_SERVER,
+                       token: Token = None) -> None:
+    """Describe a packaging job."""
+    _run(server, token, lambda c: c.describe_packaging_job(name))
+
+
+@packaging_app.command("list")
+def packaging_list(server: ServerUrl = DEFAULT_SERVER, token: Token = None) -> None:
+    """List packaging jobs."""
+    _run(server, token, lambda c: c.list_packaging_jobs())
+
+
+# -- plans and stages -----------------------------------------------------------------------------
+
+plan_app = typer.Typer(help="Deployment plans.", no_args_is_help=True)
+stage_app = typer.Typer(help="Stages of deployment plans.", no_args_is_help=True)
+
+
+def _stage_spec(name: str, devices: str | None, percentage: int | None,
+                name_contains: str | None, policy: str) -> dict[str, Any]:
+    chosen = [(k, v) for k, v in (("SELECTION", devices), ("PERCENTAGE", percentage),
+                                  ("NAMECONTAINS", name_contains)) if v is not None]
+    if len(chosen) != 1:
+        typer.echo("give exactly one of --devices, --percentage, --name-contains", err=True)
+        raise typer.Exit(2)
+    kind, value = chosen[0]
+    field = {"SELECTION": "device_names", "PERCENTAGE": "percentage",
+             "NAMECONTAINS": "name_contains"}[kind]
+    selected: Any = [d for d in str(value).split(",") if d] if kind == "SELECTION" else value
+    return {"name": name, "selection": {"type": kind, field: selected},
+            "failure_handling_policy": policy}
+
+
+Policy = Annotated[str, typer.Option(
+    "--failure-handling-policy", help="ROLLBACK_ON_FAILURE or DO_NOTHING.")]
+
+
+@plan_app.command("create")
+def plan_create(
+    name: str,
+    fleet: Annotated[str, typer.Option(help="The device fleet.")],
+    model: Annotated[list[str], typer.Option(
+        help="MODEL_HANDLE=PACKAGING_JOB; repeat for several models.")],
+    server: ServerUrl = DEFAULT_SERVER, token: Token = None,
+) -> None:
+    """Create a deployment plan; add stages with `edgefleet plan add-stage`."""
+    models = []
+    for item in model:
+        handle, sep, job = item.partition("=")
+        if not sep:
+            typer.echo(f"--model {item!r}: write MODEL_HANDLE=PACKAGING_JOB", err=True)
+            raise typer.Exit(2)
+        models.append({"model_handle": handle, "packaging_job": job})
+    _run(server, token, lambda c: c.create_plan({"name": name, "fleet": fleet,
+                                                 "models": models}))
+
+
+@plan_app.command("add-stage")
+def plan_add_stage(
+    plan: str, stage: str,
+    devices: Annotated[str | None, typer.Option(help="SELECTION: comma-separated names.")] = None,
+    percentage: Annotated[int | None, typer.Option(help="PERCENTAGE: 1-100.")] = None,
+    name_contains: Annotated[str | None, typer.Option(help="NAMECONTAINS: substring.")] = None,
+    failure_handling_policy: Policy = "ROLLBACK_ON_FAILURE",
+    server: ServerUrl = DEFAULT_SERVER, token: Token = None,
+) -> None:
+    """Add a stage selecting devices by exactly one of the three ways."""
+    spec = _stage_spec(stage, devices, percentage, name_contains, failure_handling_policy)
+    _run(server, token, lambda c: c.add_stage(plan, spec))
+
+
+@plan_app.command("describe")
+def plan_describe(name: str, server: ServerUrl = DEFAULT_SERVER, token: Token = None) -> None:
+    """Describe a plan and its stages."""
+    _run(server, token, lambda c: c.describe_plan(name))
+
+
+@plan_app.command("list")
+def plan_list(server: ServerUrl = DEFAULT_SERVER, token: Token = None) -> None:
+    """List deployment plans."""
+    _run(server, token, lambda c: c.list_plans())
+
+
+@plan_app.command("delete")
+def plan_delete(name: str, server: ServerUrl = DEFAULT_SERVER, token: Token = None) -> None:
+    """Delete a plan (stop its running stage first)."""
+    _run(server, token, lambda c: c.delete_plan(name))
+
+
+@stage_app.command("start")
+def stage_start(plan: str, stage: str, server: ServerUrl = DEFAULT_SERVER,
+                token: Token = None) -> None:
+    """Start a stage: its devices get the deployment."""
+    _run(server, token, lambda c: c.stage_action(plan, stage, "start"))
+
+
+@stage_app.command("stop")
+def stage_stop(plan: str, stage: str, server: ServerUrl = DEFAULT_SERVER,
+               token: Token = None) -> None:
+    """Stop a stage."""
+    _run(server, token, lambda c: c.stage_action(plan, stage, "stop"))
+
+
+@stage_app.command("devices")
+def stage_devices(plan: str, stage: str, server: ServerUrl = DEFAULT_SERVER,
+                  token: Token = None) -> None:
+    """Per-device status of a stage."""
+    _run(server, token, lambda c: c.stage_devices(plan, stage))
+
+
+def add_commands(app: typer.Typer) -> None:
+    """Add ``server``, ``report`` and the ``fleet``, ``device``, ``packaging``, ``plan`` and
+    ``stage`` groups to the umbrella ``edgefleet`` command."""
+    app.command("server")(server)
+    app.command("report")(report)
+    app.add_typer(fleet_app, name="fleet")
+    app.add_typer(device_app, name="device")
+    app.add_typer(packaging_app, name="packaging")
+    app.add_typer(plan_app, name="plan")
+    app.add_typer(stage_app, name="stage")
+
+
+def main() -> None:
+    """``python -m edgefleet.fleet``: these commands without the umbrella command."""
+    app = typer.Typer(help="edgefleet fleet control plane.", no_args_is_help=True)
+    add_commands(app)
+    app(args=sys.argv[1:], prog_name="edgefleet")

@@ -1,0 +1,152 @@
+"""A small client of the management REST API (what the ``edgefleet`` commands use).
+
+Every method returns the decoded JSON answer; an error answer raises :class:`ApiError` carrying
+the server's message (which says what was wrong and what to do).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+
+def _q(name: str) -> str:
+    """``name`` as one URL path segment."""
+    return quote(name, safe="")
+
+
+class ApiError(Exception):
+    """The server refused a request; ``status`` is the HTTP status, ``message`` its reason."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"HTTP {status}: {message}")
+        self.status = status
+        self.message = message
+
+
+class AdminClient:
+    """Management API client.
+
+    Args:
+        base_url: the control plane, e.g. ``http://127.0.0.1:8080``.
+        token: the admin token.
+        timeout: seconds per request (packaging a large model may need more).
+    """
+
+    def __init__(self, base_url: str, token: str, *, timeout: float = 300.0) -> None:
+        self._http = httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout,
+                                  headers={"Authorization": f"Bearer {token}"})
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._http.close()
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            answer = self._http.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise ApiError(0, f"cannot reach the control plane at {self._http.base_url}: {exc}; "
+                              "check --server and that `edgefleet server` runs") from exc
+        if answer.status_code >= 400:
+            try:
+                message = answer.json().get("message") or answer.json().get("detail")
+            except ValueError:
+                message = answer.text
+            raise ApiError(answer.status_code, str(message))
+        if answer.status_code == 204:
+            return None
+        if answer.headers.get("content-type", "").startswith("application/json"):
+            return answer.json()
+        return answer.content
+
+    def create_fleet(self, name: str, output_location: str, description: str = "") -> Any:
+        """POST /api/v1/fleets."""
+        return self._call("POST", "/api/v1/fleets", json={
+            "name": name, "output_location": output_location, "description": description})
+
+    def list_fleets(self) -> Any:
+        """GET /api/v1/fleets."""
+        return self._call("GET", "/api/v1/fleets")
+
+    def describe_fleet(self, name: str) -> Any:
+        """GET /api/v1/fleets/{name}."""
+        return self._call("GET", f"/api/v1/fleets/{_q(name)}")
+
+    def delete_fleet(self, name: str) -> None:
+        """DELETE /api/v1/fleets/{name}."""
+        self._call("DELETE", f"/api/v1/fleets/{_q(name)}")
+
+    def report(self, fleet: str) -> Any:
+        """GET /api/v1/fleets/{fleet}/report."""
+        return self._call("GET", f"/api/v1/fleets/{_q(fleet)}/report")
+
+    def register_device(self, spec: dict[str, Any]) -> Any:
+        """POST /api/v1/devices (fields of ``schemas.DeviceRegister``)."""
+        return self._call("POST", "/api/v1/devices", json=spec)
+
+    def deregister_device(self, name: str) -> None:
+        """DELETE /api/v1/devices/{name}."""
+        self._call("DELETE", f"/api/v1/devices/{_q(name)}")
+
+    def describe_device(self, name: str) -> Any:
+        """GET /api/v1/devices/{name}."""
+        return self._call("GET", f"/api/v1/devices/{_q(name)}")
+
+    def list_devices(self, fleet: str | None, after: str | None, limit: int) -> Any:
+        """GET /api/v1/devices."""
+        params: dict[str, Any] = {"limit": limit}
+        params.update({k: v for k, v in (("fleet", fleet), ("after", after)) if v is not None})
+        return self._call("GET", "/api/v1/devices", params=params)
+
+    def root_certificate(self) -> bytes:
+        """GET /api/v1/root-certificate (PEM)."""
+        pem: bytes = self._call("GET", "/api/v1/root-certificate")
+        return pem
+
+    def create_packaging_job(self, name: str, model_name: str, model_version: str,
+                             model_file: Path) -> Any:
+        """POST /api/v1/packaging-jobs (multipart upload of the ONNX file)."""
+        with model_file.open("rb") as model:
+            return self._call("POST", "/api/v1/packaging-jobs", data={
+                "name": name, "model_name": model_name, "model_version": model_version},
+                files={"model": (model_file.name, model, "application/octet-stream")})
+
+    def describe_packaging_job(self, name: str) -> Any:
+        """GET /api/v1/packaging-jobs/{name}."""
+        return self._call("GET", f"/api/v1/packaging-jobs/{_q(name)}")
+
+    def list_packaging_jobs(self) -> Any:
+        """GET /api/v1/packaging-jobs."""
+        return self._call("GET", "/api/v1/packaging-jobs")
+
+    def create_plan(self, spec: dict[str, Any]) -> Any:
+        """POST /api/v1/deployment-plans (fields of ``schemas.PlanCreate``)."""
+        return self._call("POST", "/api/v1/deployment-plans", json=spec)
+
+    def add_stage(self, plan: str, spec: dict[str, Any]) -> Any:
+        """POST /api/v1/deployment-plans/{plan}/stages (fields of ``schemas.StageSpec``)."""
+        return self._call("POST", f"/api/v1/deployment-plans/{_q(plan)}/stages", json=spec)
+
+    def describe_plan(self, name: str) -> Any:
+        """GET /api/v1/deployment-plans/{name}."""
+        return self._call("GET", f"/api/v1/deployment-plans/{_q(name)}")
+
+    def list_plans(self) -> Any:
+        """GET /api/v1/deployment-plans."""
+        return self._call("GET", "/api/v1/deployment-plans")
+
+    def delete_plan(self, name: str) -> None:
+        """DELETE /api/v1/deployment-plans/{name}."""
+        self._call("DELETE", f"/api/v1/deployment-plans/{_q(name)}")
+
+    def stage_action(self, plan: str, stage: str, action: str) -> Any:
+        """POST /api/v1/deployment-plans/{plan}/stages/{stage}/{start|stop}."""
+        return self._call(
+            "POST", f"/api/v1/deployment-plans/{_q(plan)}/stages/{_q(stage)}/{action}")
+
+    def stage_devices(self, plan: str, stage: str) -> Any:
+        """GET /api/v1/deployment-plans/{plan}/stages/{stage}/devices."""
+        return self._call("GET", f"/api/v1/deployment-plans/{_q(plan)}/stages/{_q(stage)}/devices")

@@ -1,0 +1,1 @@
+"""Alembic revisions, oldest first; each is applied once, in order, at server start."""

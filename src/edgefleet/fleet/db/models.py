@@ -1,0 +1,174 @@
+"""SQLAlchemy 2 models of the control plane; every table is created by an Alembic migration.
+
+Times are ``float`` epoch seconds (UTC) in every ``*_at`` / ``*_time`` column: the same type on
+SQLite and PostgreSQL, and cheap to compare in the fleet report.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+#: Constraint names are deterministic so that migrations can refer to them on every engine.
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    """Declarative base with the naming convention above."""
+
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class ServerState(Base):
+    """Named values created at first start: the server-key check value, the signing key
+    (encrypted), the signing and root certificates (PEM)."""
+
+    __tablename__ = "server_state"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class AdminToken(Base):
+    """An admin token, stored as its SHA-256 hex digest."""
+
+    __tablename__ = "admin_tokens"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[float] = mapped_column(Float)
+
+
+class Fleet(Base):
+    """A device fleet: a named group of devices and where their captured data goes."""
+
+    __tablename__ = "fleets"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(63), unique=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    output_location: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[float] = mapped_column(Float)
+
+
+class Device(Base):
+    """A registered device, its credentials and its latest heartbeat."""
+
+    __tablename__ = "devices"
+    __table_args__ = (Index("ix_devices_fleet_heartbeat", "fleet_id", "last_heartbeat_at"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(63), unique=True)
+    fleet_id: Mapped[int] = mapped_column(ForeignKey("fleets.id"))
+    description: Mapped[str] = mapped_column(Text, default="")
+    iot_thing_name: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    access_key_id: Mapped[str] = mapped_column(String(20), unique=True)
+    #: AES-GCM ciphertext of the secret access key (see edgefleet.fleet.crypto).
+    secret_enc: Mapped[bytes] = mapped_column(LargeBinary)
+    registered_at: Mapped[float] = mapped_column(Float)
+    last_heartbeat_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    agent_version: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    agent_metrics: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, nullable=True)
+
+
+class DeviceModel(Base):
+    """A model that a device's latest heartbeat reported."""
+
+    __tablename__ = "device_models"
+    device_id: Mapped[int] = mapped_column(
+        ForeignKey("devices.id", ondelete="CASCADE"), primary_key=True)
+    model_name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    model_version: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    latest_sample_time: Mapped[float | None] = mapped_column(Float, nullable=True)
+    latest_inference: Mapped[float | None] = mapped_column(Float, nullable=True)
+    metrics: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, nullable=True)
+
+
+class PackagingJob(Base):
+    """A packaging job: an uploaded ONNX model turned into a signed package in the object store."""
+
+    __tablename__ = "packaging_jobs"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(63), unique=True)
+    model_name: Mapped[str] = mapped_column(String(255))
+    model_version: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))
+    status_message: Mapped[str] = mapped_column(Text, default="")
+    artifact_key: Mapped[str | None] = mapped_column(Text, nullable=True)
+    checksum_sha1: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    size_bytes: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    created_at: Mapped[float] = mapped_column(Float)
+    completed_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class DeploymentPlan(Base):
+    """A deployment plan: models (by handle) to roll out to one fleet, in stages."""
+
+    __tablename__ = "deployment_plans"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(63), unique=True)
+    fleet_id: Mapped[int] = mapped_column(ForeignKey("fleets.id"))
+    created_at: Mapped[float] = mapped_column(Float)
+
+
+class PlanModel(Base):
+    """One model of a plan: the handle devices see and the packaging job that made it."""
+
+    __tablename__ = "plan_models"
+    plan_id: Mapped[int] = mapped_column(
+        ForeignKey("deployment_plans.id", ondelete="CASCADE"), primary_key=True)
+    model_handle: Mapped[str] = mapped_column(String(63), primary_key=True)
+    packaging_job_id: Mapped[int] = mapped_column(ForeignKey("packaging_jobs.id"))
+
+
+class Stage(Base):
+    """A stage of a plan: a device selection and a failure-handling policy, started on demand.
+
+    ``deployment_name`` is what GetDeployments hands out and heartbeats report back.
+    """
+
+    __tablename__ = "stages"
+    __table_args__ = (UniqueConstraint("plan_id", "name", name="uq_stages_plan_id_name"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    plan_id: Mapped[int] = mapped_column(ForeignKey("deployment_plans.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(63))
+    position: Mapped[int] = mapped_column(Integer)
+    deployment_name: Mapped[str] = mapped_column(String(63), unique=True)
+    selection_type: Mapped[str] = mapped_column(String(16))
+    device_names: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
+    percentage: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    name_contains: Mapped[str | None] = mapped_column(String(63), nullable=True)
+    failure_handling_policy: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16))
+    started_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    stopped_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class StageDevice(Base):
+    """A device selected by a started stage, and its deployment status from heartbeats."""
+
+    __tablename__ = "stage_devices"
+    __table_args__ = (Index("ix_stage_devices_device_status", "device_id", "status"),)
+    stage_id: Mapped[int] = mapped_column(
+        ForeignKey("stages.id", ondelete="CASCADE"), primary_key=True)
+    device_id: Mapped[int] = mapped_column(
+        ForeignKey("devices.id", ondelete="CASCADE"), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16))
+    status_message: Mapped[str] = mapped_column(Text, default="")
+    models: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, nullable=True)
+    fetched_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    updated_at: Mapped[float] = mapped_column(Float)

@@ -1,0 +1,222 @@
+"""Service layer for device fleets and devices: create, register, deregister, describe, list.
+
+Every function takes an open :class:`~sqlalchemy.orm.Session` and leaves committing to the
+caller's ``with sessions.begin():`` block; errors are :mod:`edgefleet.errors` classes whose
+message says what was wrong and what to do.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from edgefleet.errors import AlreadyExists, FailedPrecondition, NotFound
+from edgefleet.fleet import schemas
+from edgefleet.fleet.crypto import ServerKey, new_access_key_id, new_secret
+from edgefleet.fleet.db.models import (
+    DeploymentPlan,
+    Device,
+    DeviceModel,
+    Fleet,
+    Stage,
+    StageDevice,
+)
+
+#: Largest page of ``list_devices``.
+MAX_PAGE = 1000
+
+
+def get_fleet(session: Session, name: str) -> Fleet:
+    """The fleet called ``name``. Raises NotFound."""
+    fleet = session.scalars(select(Fleet).where(Fleet.name == name)).one_or_none()
+    if fleet is None:
+        raise NotFound(f"device fleet {name!r} does not exist; create it with "
+                       "`edgefleet fleet create` or list fleets with `edgefleet fleet list`")
+    return fleet
+
+
+def _fleet_out(session: Session, fleet: Fleet) -> schemas.FleetOut:
+    count = session.scalar(select(func.count()).where(Device.fleet_id == fleet.id)) or 0
+    return schemas.FleetOut(name=fleet.name, description=fleet.description,
+                            output_location=fleet.output_location,
+                            created_at=fleet.created_at, device_count=count)
+
+
+def create_fleet(session: Session, spec: schemas.FleetCreate) -> schemas.FleetOut:
+    """Create a device fleet. Raises AlreadyExists if the name is taken."""
+    if session.scalar(select(Fleet.id).where(Fleet.name == spec.name)) is not None:
+        raise AlreadyExists(f"device fleet {spec.name!r} already exists; pick another name")
+    fleet = Fleet(name=spec.name, description=spec.description,
+                  output_location=spec.output_location, created_at=time.time())
+    session.add(fleet)
+    try:
+        session.flush()
+    except IntegrityError:
+        raise AlreadyExists(f"device fleet {spec.name!r} already exists; pick another name"
+                            ) from None
+    return _fleet_out(session, fleet)
+
+
+def describe_fleet(session: Session, name: str) -> schemas.FleetOut:
+    """The fleet called ``name`` with its device count. Raises NotFound."""
+    return _fleet_out(session, get_fleet(session, name))
+
+
+def list_fleets(session: Session) -> list[schemas.FleetOut]:
+    """Every fleet, by name."""
+    return [_fleet_out(session, f) for f in session.scalars(select(Fleet).order_by(Fleet.name))]
+
+
+def delete_fleet(session: Session, name: str) -> None:
+    """Delete an empty fleet.
+
+    Raises:
+        NotFound: no such fleet.
+        FailedPrecondition: devices or deployment plans still refer to it.
+    """
+    fleet = get_fleet(session, name)
+    if session.scalar(select(Device.id).where(Device.fleet_id == fleet.id).limit(1)):
+        raise FailedPrecondition(f"device fleet {name!r} still has devices; deregister them "
+                                 "first (`edgefleet device deregister`)")
+    if session.scalar(select(DeploymentPlan.id).where(DeploymentPlan.fleet_id == fleet.id)
+                      .limit(1)):
+        raise FailedPrecondition(f"deployment plans still target fleet {name!r}; delete them "
+                                 "first (`edgefleet plan delete`)")
+    session.delete(fleet)
+
+
+def agent_config(device: Device, fleet: Fleet, secret: str, *, endpoint: str, region: str,
+                 root_certs_path: str) -> dict[str, Any]:
+    """The agent config file of a device: the flat JSON the agent reads (AgentConfig keys)."""
+    return {
+        "sagemaker_edge_core_device_name": device.name,
+        "sagemaker_edge_core_device_fleet_name": fleet.name,
+        "sagemaker_edge_core_endpoint_override": endpoint,
+        "sagemaker_edge_core_region": region,
+        "sagemaker_edge_core_root_certs_path": root_certs_path,
+        "sagemaker_edge_provider_provider": "Aws",
+        "edgefleet_control_access_key_id": device.access_key_id,
+        "edgefleet_control_secret_access_key": secret,
+    }
+
+
+def register_device(session: Session, key: ServerKey, spec: schemas.DeviceRegister, *,
+                    endpoint: str, region: str) -> schemas.DeviceRegistered:
+    """Register a device in a fleet and create its credentials.
+
+    Args:
+        session: open session.
+        key: the server key, which encrypts the new secret at rest.
+        spec: name, fleet, description, IoT thing name, root-certs folder for the config.
+        endpoint: the control plane URL written into the agent config.
+        region: the region written into the agent config.
+
+    Returns:
+        The device, its credentials (the only time the secret is returned) and its agent config.
+
+    Raises:
+        NotFound: the fleet does not exist.
+        AlreadyExists: a device with that name is registered (in any fleet).
+    """
+    fleet = get_fleet(session, spec.fleet)
+    taken = f"device {spec.name!r} is already registered; deregister it first or pick another name"
+    if session.scalar(select(Device.id).where(Device.name == spec.name)) is not None:
+        raise AlreadyExists(taken)
+    secret = new_secret()
+    access_key_id = new_access_key_id()
+    device = Device(
+        name=spec.name, fleet_id=fleet.id, description=spec.description,
+        iot_thing_name=spec.iot_thing_name, access_key_id=access_key_id,
+        secret_enc=key.encrypt(secret.encode(), access_key_id), registered_at=time.time())
+    session.add(device)
+    try:
+        session.flush()
+    except IntegrityError:
+        raise AlreadyExists(taken) from None
+    return schemas.DeviceRegistered(
+        device=_device_out(session, device, fleet.name, detail=False),
+        credentials=schemas.Credentials(access_key_id=access_key_id, secret_access_key=secret),
+        agent_config=agent_config(device, fleet, secret, endpoint=endpoint, region=region,
+                                  root_certs_path=spec.root_certs_path))
+
+
+def _get_device(session: Session, name: str) -> tuple[Device, str]:
+    row = session.execute(select(Device, Fleet.name).join(Fleet, Device.fleet_id == Fleet.id)
+                          .where(Device.name == name)).one_or_none()
+    if row is None:
+        raise NotFound(f"device {name!r} is not registered; list devices with "
+                       "`edgefleet device list`")
+    return row[0], row[1]
+
+
+def deregister_device(session: Session, name: str) -> str:
+    """Deregister a device and delete its records; returns its access key id, which stops
+    working (other server instances may accept it until their credential cache expires).
+
+    Raises:
+        NotFound: no such device.
+    """
+    device, _ = _get_device(session, name)
+    session.execute(delete(Device).where(Device.id == device.id))
+    return device.access_key_id
+
+
+def _device_out(session: Session, device: Device, fleet_name: str, *,
+                detail: bool) -> schemas.DeviceOut:
+    out = schemas.DeviceOut(
+        name=device.name, fleet=fleet_name, description=device.description,
+        iot_thing_name=device.iot_thing_name, access_key_id=device.access_key_id,
+        registered_at=device.registered_at, latest_heartbeat=device.last_heartbeat_at,
+        agent_version=device.agent_version, agent_metrics=device.agent_metrics or [])
+    if not detail:
+        return out
+    out.models = [
+        schemas.ModelOut(model_name=m.model_name, model_version=m.model_version,
+                         latest_sample_time=m.latest_sample_time,
+                         latest_inference=m.latest_inference, metrics=m.metrics or [])
+        for m in session.scalars(select(DeviceModel).where(DeviceModel.device_id == device.id)
+                                 .order_by(DeviceModel.model_name))]
+    rows = session.execute(
+        select(DeploymentPlan.name, Stage.name, Stage.deployment_name, StageDevice.status,
+               StageDevice.status_message)
+        .join(Stage, StageDevice.stage_id == Stage.id)
+        .join(DeploymentPlan, Stage.plan_id == DeploymentPlan.id)
+        .where(StageDevice.device_id == device.id)
+        .order_by(Stage.started_at))
+    out.deployments = [
+        schemas.DeviceDeployment(plan=p, stage=s, deployment_name=d, status=st,
+                                 status_message=msg)
+        for p, s, d, st, msg in rows]
+    return out
+
+
+def describe_device(session: Session, name: str) -> schemas.DeviceOut:
+    """A device with its latest heartbeat, agent metrics, models and deployments.
+
+    Raises:
+        NotFound: no such device.
+    """
+    device, fleet_name = _get_device(session, name)
+    return _device_out(session, device, fleet_name, detail=True)
+
+
+def list_devices(session: Session, *, fleet: str | None, after: str | None,
+                 limit: int) -> schemas.DevicePage:
+    """A page of devices ordered by name, optionally of one fleet, starting after ``after``.
+
+    Raises:
+        NotFound: ``fleet`` names no fleet.
+    """
+    query = (select(Device, Fleet.name).join(Fleet, Device.fleet_id == Fleet.id)
+             .order_by(Device.name).limit(min(max(limit, 1), MAX_PAGE)))
+    if fleet is not None:
+        query = query.where(Device.fleet_id == get_fleet(session, fleet).id)
+    if after is not None:
+        query = query.where(Device.name > after)
+    devices = [_device_out(session, d, f, detail=False) for d, f in session.execute(query)]
+    full = len(devices) == min(max(limit, 1), MAX_PAGE)
+    return schemas.DevicePage(devices=devices, next_after=devices[-1].name if full else None)

@@ -1,0 +1,326 @@
+"""Service layer for deployment plans and staged rollouts.
+
+A plan names models (model handle -> completed packaging job) and a fleet. Each stage selects
+devices of that fleet when it is started (a snapshot: devices registered later are not added):
+
+- ``SELECTION``: the listed device names (all must be in the fleet);
+- ``NAMECONTAINS``: every device whose name contains the substring;
+- ``PERCENTAGE``: ``ceil(n * p / 100)`` of the fleet's ``n`` devices, chosen by ordering devices
+  on SHA-256(deployment name + device name): stable for a stage, different between stages.
+
+Per device a stage goes READYTODEPLOY (selected) -> INPROGRESS (handed out by GetDeployments)
+-> DEPLOYED or FAILED (from the DeploymentResult of a later heartbeat); stopping the stage marks
+devices that had not reported STOPPED. GetDeployments hands a deployment to a device until the
+device reports its result or the stage stops.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from edgefleet.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from edgefleet.fleet import schemas
+from edgefleet.fleet.db.models import (
+    DeploymentPlan,
+    Device,
+    Fleet,
+    PackagingJob,
+    PlanModel,
+    Stage,
+    StageDevice,
+)
+from edgefleet.fleet.fleets import get_fleet
+from edgefleet.fleet.packaging import get_job
+
+#: Device statuses in which GetDeployments still hands out the deployment.
+OPEN = ("READYTODEPLOY", "INPROGRESS")
+
+
+def _get_plan(session: Session, name: str) -> DeploymentPlan:
+    plan = session.scalars(select(DeploymentPlan).where(DeploymentPlan.name == name)
+                           ).one_or_none()
+    if plan is None:
+        raise NotFound(f"deployment plan {name!r} does not exist; list plans with "
+                       "`edgefleet plan list`")
+    return plan
+
+
+def _get_stage(session: Session, plan: DeploymentPlan, name: str) -> Stage:
+    stage = session.scalars(select(Stage).where(Stage.plan_id == plan.id, Stage.name == name)
+                            ).one_or_none()
+    if stage is None:
+        raise NotFound(f"deployment plan {plan.name!r} has no stage {name!r}; see its stages "
+                       f"with `edgefleet plan describe {plan.name}`")
+    return stage
+
+
+def _deployment_name(plan: str, stage: str) -> str:
+    # EntityName: at most 63 characters, letters, digits and hyphens; unique by the random tail.
+    return f"{plan[:36]}-{stage[:12]}-{secrets.token_hex(6)}"
+
+
+def _add_stage(session: Session, plan: DeploymentPlan, spec: schemas.StageSpec,
+               position: int) -> None:
+    if session.scalar(select(Stage.id).where(Stage.plan_id == plan.id, Stage.name == spec.name)):
+        raise AlreadyExists(f"deployment plan {plan.name!r} already has a stage {spec.name!r}; "
+                            "stage names must be unique within a plan")
+    sel = spec.selection
+    session.add(Stage(
+        plan_id=plan.id, name=spec.name, position=position,
+        deployment_name=_deployment_name(plan.name, spec.name), selection_type=sel.type,
+        device_names=sel.device_names, percentage=sel.percentage,
+        name_contains=sel.name_contains, failure_handling_policy=spec.failure_handling_policy,
+        status="READYTODEPLOY"))
+    session.flush()
+
+
+def create_plan(session: Session, spec: schemas.PlanCreate) -> schemas.PlanOut:
+    """Create a deployment plan with its models and (optionally) stages.
+
+    Raises:
+        NotFound: the fleet or a packaging job does not exist.
+        FailedPrecondition: a packaging job did not complete.
+        InvalidArgument: two models share a handle, or two stages a name.
+        AlreadyExists: the plan name is taken.
+    """
+    if session.scalar(select(DeploymentPlan.id).where(DeploymentPlan.name == spec.name)):
+        raise AlreadyExists(f"deployment plan {spec.name!r} already exists; pick another name")
+    handles = [m.model_handle for m in spec.models]
+    if len(set(handles)) != len(handles):
+        raise InvalidArgument("model handles within a plan must be unique")
+    fleet = get_fleet(session, spec.fleet)
+    jobs = []
+    for model in spec.models:
+        job = get_job(session, model.packaging_job)
+        if job.status != "COMPLETED":
+            raise FailedPrecondition(f"packaging job {job.name!r} did not complete "
+                                     f"({job.status_message}); package the model again")
+        jobs.append(job)
+    plan = DeploymentPlan(name=spec.name, fleet_id=fleet.id, created_at=time.time())
+    session.add(plan)
+    session.flush()
+    for model, job in zip(spec.models, jobs, strict=True):
+        session.add(PlanModel(plan_id=plan.id, model_handle=model.model_handle,
+                              packaging_job_id=job.id))
+    for position, stage in enumerate(spec.stages):
+        _add_stage(session, plan, stage, position)
+    return describe_plan(session, spec.name)
+
+
+def add_stage(session: Session, plan_name: str, spec: schemas.StageSpec) -> schemas.PlanOut:
+    """Append a stage to a plan. Raises NotFound or AlreadyExists (stage name taken)."""
+    plan = _get_plan(session, plan_name)
+    count = session.scalar(select(func.count()).where(Stage.plan_id == plan.id)) or 0
+    _add_stage(session, plan, spec, count)
+    return describe_plan(session, plan_name)
+
+
+def _stage_out(session: Session, stage: Stage) -> schemas.StageOut:
+    counts = {status: count for status, count in session.execute(
+        select(StageDevice.status, func.count()).where(StageDevice.stage_id == stage.id)
+        .group_by(StageDevice.status))}
+    return schemas.StageOut(
+        name=stage.name, position=stage.position, deployment_name=stage.deployment_name,
+        selection=schemas.Selection(type=stage.selection_type,  # type: ignore[arg-type]
+                                    device_names=stage.device_names,
+                                    percentage=stage.percentage,
+                                    name_contains=stage.name_contains),
+        failure_handling_policy=stage.failure_handling_policy,  # type: ignore[arg-type]
+        status=stage.status,  # type: ignore[arg-type]
+        started_at=stage.started_at, stopped_at=stage.stopped_at, device_counts=counts)
+
+
+def describe_plan(session: Session, name: str) -> schemas.PlanOut:
+    """A plan with its models and stages (and per-stage device status counts)."""
+    plan = _get_plan(session, name)
+    fleet_name = session.scalar(select(Fleet.name).where(Fleet.id == plan.fleet_id)) or ""
+    models = [schemas.PlanModelSpec(model_handle=h, packaging_job=j) for h, j in session.execute(
+        select(PlanModel.model_handle, PackagingJob.name)
+        .join(PackagingJob, PlanModel.packaging_job_id == PackagingJob.id)
+        .where(PlanModel.plan_id == plan.id).order_by(PlanModel.model_handle))]
+    stages = [_stage_out(session, s) for s in session.scalars(
+        select(Stage).where(Stage.plan_id == plan.id).order_by(Stage.position))]
+    return schemas.PlanOut(name=plan.name, fleet=fleet_name, created_at=plan.created_at,
+                           models=models, stages=stages)
+
+
+def list_plans(session: Session) -> list[schemas.PlanOut]:
+    """Every plan, by name."""
+    return [describe_plan(session, n) for n in
+            session.scalars(select(DeploymentPlan.name).order_by(DeploymentPlan.name))]
+
+
+def delete_plan(session: Session, name: str) -> None:
+    """Delete a plan whose stages are not in progress.
+
+    Raises:
+        NotFound: no such plan.
+        FailedPrecondition: a stage is in progress (stop it first).
+    """
+    plan = _get_plan(session, name)
+    running = session.scalar(select(Stage.name).where(Stage.plan_id == plan.id,
+                                                      Stage.status == "INPROGRESS").limit(1))
+    if running is not None:
+        raise FailedPrecondition(f"stage {running!r} of plan {name!r} is in progress; stop it "
+                                 f"first with `edgefleet stage stop {name} {running}`")
+    session.delete(plan)
+
+
+def _select_devices(session: Session, plan: DeploymentPlan, stage: Stage) -> list[int]:
+    devices = {name: device_id for name, device_id in session.execute(
+        select(Device.name, Device.id).where(Device.fleet_id == plan.fleet_id))}
+    if stage.selection_type == "SELECTION":
+        wanted = stage.device_names or []
+        missing = [n for n in wanted if n not in devices]
+        if missing:
+            shown = ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else "")
+            raise InvalidArgument(f"{len(missing)} selected devices are not in the plan's fleet: "
+                                  f"{shown}; register them or change the stage")
+        return [devices[n] for n in dict.fromkeys(wanted)]
+    if stage.selection_type == "NAMECONTAINS":
+        part = stage.name_contains or ""
+        return [i for n, i in devices.items() if part in n]
+    ranked = sorted(devices, key=lambda n: hashlib.sha256(
+        (stage.deployment_name + n).encode()).digest())
+    count = math.ceil(len(ranked) * (stage.percentage or 0) / 100)
+    return [devices[n] for n in ranked[:count]]
+
+
+def start_stage(session: Session, plan_name: str, stage_name: str) -> schemas.StageOut:
+    """Select the stage's devices and hand them the deployment from now on.
+
+    Raises:
+        NotFound: no such plan or stage.
+        FailedPrecondition: the stage was started before.
+        InvalidArgument: a SELECTION names devices outside the fleet.
+    """
+    plan = _get_plan(session, plan_name)
+    stage = _get_stage(session, plan, stage_name)
+    if stage.status != "READYTODEPLOY":
+        raise FailedPrecondition(f"stage {stage_name!r} is {stage.status} and cannot start "
+                                 "again; add a new stage to deploy once more")
+    now = time.time()
+    device_ids = _select_devices(session, plan, stage)
+    session.add_all(StageDevice(stage_id=stage.id, device_id=i, status="READYTODEPLOY",
+                                status_message="", updated_at=now) for i in device_ids)
+    stage.status = "INPROGRESS"
+    stage.started_at = now
+    session.flush()
+    return _stage_out(session, stage)
+
+
+def stop_stage(session: Session, plan_name: str, stage_name: str) -> schemas.StageOut:
+    """Stop handing the stage's deployment out; devices that had not reported become STOPPED.
+
+    Raises:
+        NotFound: no such plan or stage.
+        FailedPrecondition: the stage is not in progress.
+    """
+    plan = _get_plan(session, plan_name)
+    stage = _get_stage(session, plan, stage_name)
+    if stage.status != "INPROGRESS":
+        raise FailedPrecondition(f"stage {stage_name!r} is {stage.status}; only a started stage "
+                                 "can stop")
+    now = time.time()
+    session.execute(update(StageDevice).where(StageDevice.stage_id == stage.id,
+                                              StageDevice.status.in_(OPEN))
+                    .values(status="STOPPED", status_message="stage stopped", updated_at=now))
+    stage.status = "STOPPED"
+    stage.stopped_at = now
+    session.flush()
+    return _stage_out(session, stage)
+
+
+def stage_devices(session: Session, plan_name: str,
+                  stage_name: str) -> list[schemas.StageDeviceOut]:
+    """Every device the stage selected, with its status, by device name."""
+    stage = _get_stage(session, _get_plan(session, plan_name), stage_name)
+    rows = session.execute(
+        select(Device.name, StageDevice).join(Device, StageDevice.device_id == Device.id)
+        .where(StageDevice.stage_id == stage.id).order_by(Device.name))
+    return [schemas.StageDeviceOut(device_name=n, status=sd.status,
+                                   status_message=sd.status_message, models=sd.models or [],
+                                   updated_at=sd.updated_at) for n, sd in rows]
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """A deployment to hand to one device: GetDeployments' EdgeDeployment, minus URLs."""
+
+    deployment_name: str
+    failure_handling_policy: str
+    models: list[tuple[str, str, str]]
+    """(model handle, package object key, SHA-1 of the package) per model."""
+
+
+def open_deployments(session: Session, device_id: int) -> list[Deployment]:
+    """The deployments the device should apply, oldest stage first; marks them INPROGRESS."""
+    rows = session.execute(
+        select(Stage.id, Stage.deployment_name, Stage.failure_handling_policy,
+               PlanModel.model_handle, PackagingJob.artifact_key, PackagingJob.checksum_sha1)
+        .join(StageDevice, StageDevice.stage_id == Stage.id)
+        .join(PlanModel, PlanModel.plan_id == Stage.plan_id)
+        .join(PackagingJob, PlanModel.packaging_job_id == PackagingJob.id)
+        .where(StageDevice.device_id == device_id, StageDevice.status.in_(OPEN),
+               Stage.status == "INPROGRESS")
+        .order_by(Stage.started_at, Stage.id, PlanModel.model_handle)).all()
+    found: dict[int, Deployment] = {}
+    for stage_id, name, policy, handle, key, sha1 in rows:
+        found.setdefault(stage_id, Deployment(name, policy, [])).models.append(
+            (handle, key or "", sha1 or ""))
+    if found:
+        session.execute(update(StageDevice).where(
+            StageDevice.device_id == device_id, StageDevice.stage_id.in_(found),
+            StageDevice.status == "READYTODEPLOY").values(status="INPROGRESS",
+                                                          updated_at=time.time()))
+    return list(found.values())
+
+
+def may_download(session: Session, device_id: int, key: str) -> bool:
+    """Whether a stage that selected the device deploys the package stored at ``key``."""
+    return session.scalar(
+        select(StageDevice.stage_id)
+        .join(Stage, StageDevice.stage_id == Stage.id)
+        .join(PlanModel, PlanModel.plan_id == Stage.plan_id)
+        .join(PackagingJob, PlanModel.packaging_job_id == PackagingJob.id)
+        .where(StageDevice.device_id == device_id, PackagingJob.artifact_key == key)
+        .limit(1)) is not None
+
+
+def record_result(session: Session, device_id: int, result: schemas.EdgeDeploymentResult,
+                  now: float) -> bool:
+    """Store a heartbeat's DeploymentResult as the device's status in that stage.
+
+    DEPLOYED when every model reports SUCCESS and the overall status is not a failure, else
+    FAILED; the message joins the overall message and each failed model's reasons (including
+    why a rollback failed). Returns False when the deployment name is not one of this device's
+    stages (an old or foreign result; ignored).
+    """
+    stage_id = session.scalar(select(Stage.id).where(
+        Stage.deployment_name == result.DeploymentName))
+    if stage_id is None:
+        return False
+    failed = [m for m in result.DeploymentModels if m.Status != "SUCCESS"]
+    overall_failed = (result.DeploymentStatus or "").upper() in ("FAIL", "FAILED")
+    status = "FAILED" if failed or overall_failed else "DEPLOYED"
+    reasons = [result.DeploymentStatusMessage or ""] + [
+        f"{m.ModelHandle}: {m.StatusReason or 'failed'}"
+        + (f" (rollback failed: {m.RollbackFailureReason})" if m.RollbackFailureReason else "")
+        for m in failed]
+    models: list[dict[str, Any]] = [m.model_dump(exclude_none=True)
+                                    for m in result.DeploymentModels]
+    changed = session.execute(
+        update(StageDevice).where(StageDevice.stage_id == stage_id,
+                                  StageDevice.device_id == device_id)
+        .values(status=status, status_message="; ".join(r for r in reasons if r),
+                models=models, updated_at=now))
+    return bool(getattr(changed, "rowcount", 0))
+

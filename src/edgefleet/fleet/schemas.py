@@ -1,0 +1,327 @@
+"""Request and response shapes of the management REST API and of the device API.
+
+Device-API shapes mirror botocore's ``sagemaker-edge`` 2020-09-23 service model (field names,
+lengths and patterns from ``botocore/data/sagemaker-edge/2020-09-23/service-2.json.gz``); boto3
+checks lengths and types on the device, the server checks the patterns too. Management shapes
+carry the meaning of SageMaker's edge operations (shared/spec/control-plane.md) in snake_case.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+#: DeviceName / DeviceFleetName in the service model.
+NAME_PATTERN = r"^[a-zA-Z0-9](-*_*[a-zA-Z0-9])*$"
+#: EntityName (deployment names, model handles, plan and stage names): no underscores.
+ENTITY_PATTERN = r"^[a-zA-Z0-9](-*[a-zA-Z0-9])*$"
+#: Version (agent and model versions), plus "-" which edgefleet package versions allow.
+VERSION_PATTERN = r"^[a-zA-Z0-9 _.-]+$"
+
+NameStr = Annotated[str, Field(min_length=1, max_length=63, pattern=NAME_PATTERN)]
+EntityStr = Annotated[str, Field(min_length=1, max_length=63, pattern=ENTITY_PATTERN)]
+ModelNameStr = Annotated[str, Field(min_length=4, max_length=255, pattern=ENTITY_PATTERN)]
+VersionStr = Annotated[str, Field(min_length=1, max_length=64, pattern=VERSION_PATTERN)]
+FailurePolicy = Literal["ROLLBACK_ON_FAILURE", "DO_NOTHING"]
+SelectionType = Literal["SELECTION", "PERCENTAGE", "NAMECONTAINS"]
+
+
+# -- device API (sagemaker-edge) -----------------------------------------------------------------
+
+class _Edge(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class EdgeMetric(_Edge):
+    """A metric of the agent or of a model; ``Timestamp`` is epoch seconds."""
+
+    Dimension: Annotated[str, Field(min_length=1, max_length=1000,
+                                    pattern=r"^[a-zA-Z0-9](-*[a-zA-Z0-9/])*$")] | None = None
+    MetricName: Annotated[str, Field(min_length=4, max_length=100,
+                                     pattern=ENTITY_PATTERN)] | None = None
+    Value: float | None = None
+    Timestamp: float | None = None
+
+
+class EdgeModel(_Edge):
+    """A model a heartbeat reports; times are epoch seconds."""
+
+    ModelName: ModelNameStr | None = None
+    ModelVersion: VersionStr | None = None
+    LatestSampleTime: float | None = None
+    LatestInference: float | None = None
+    ModelMetrics: list[EdgeMetric] = []
+
+
+class EdgeDeploymentModel(_Edge):
+    """The outcome of one model of a deployment on the device."""
+
+    ModelHandle: EntityStr | None = None
+    ModelName: ModelNameStr | None = None
+    ModelVersion: VersionStr | None = None
+    DesiredState: Literal["DEPLOY", "UNDEPLOY"] | None = None
+    State: Literal["DEPLOY", "UNDEPLOY"] | None = None
+    Status: Literal["SUCCESS", "FAIL"] | None = None
+    StatusReason: str | None = None
+    RollbackFailureReason: str | None = None
+
+
+class EdgeDeploymentResult(_Edge):
+    """What the device did with a deployment GetDeployments handed out."""
+
+    DeploymentName: EntityStr
+    DeploymentStatus: EntityStr | None = None
+    DeploymentStatusMessage: str | None = None
+    DeploymentStartTime: float | None = None
+    DeploymentEndTime: float | None = None
+    DeploymentModels: list[EdgeDeploymentModel] = []
+
+
+class DeviceRef(_Edge):
+    """Body of GetDeviceRegistration and GetDeployments."""
+
+    DeviceName: NameStr
+    DeviceFleetName: NameStr
+
+
+class Heartbeat(DeviceRef):
+    """Body of SendHeartbeat."""
+
+    AgentVersion: VersionStr
+    AgentMetrics: list[EdgeMetric] = []
+    Models: list[EdgeModel] = []
+    DeploymentResult: EdgeDeploymentResult | None = None
+
+
+# -- management API ------------------------------------------------------------------------------
+
+class FleetCreate(BaseModel):
+    """A new device fleet."""
+
+    name: NameStr
+    description: str = Field(default="", max_length=800)
+    output_location: str = Field(
+        min_length=1, max_length=1024,
+        description="Where the fleet's agents write captured data, e.g. s3://bucket/prefix.")
+
+
+class FleetOut(BaseModel):
+    """A device fleet; ``created_at`` is epoch seconds."""
+
+    name: str
+    description: str
+    output_location: str
+    created_at: float
+    device_count: int
+
+
+class DeviceRegister(BaseModel):
+    """A device to register; the response carries its credentials once."""
+
+    name: NameStr
+    fleet: NameStr
+    description: str = Field(default="", max_length=40)
+    iot_thing_name: str | None = Field(default=None, max_length=128)
+    root_certs_path: str = Field(
+        default="/etc/edgefleet/root-certs",
+        description="Folder on the device holding the package-signing root certificate; "
+                    "written into the agent config.")
+
+
+class Credentials(BaseModel):
+    """A device's SigV4 credentials; the secret is shown only at registration."""
+
+    access_key_id: str
+    secret_access_key: str
+
+
+class ModelOut(BaseModel):
+    """A model a device reported in its latest heartbeat (times: epoch seconds)."""
+
+    model_name: str
+    model_version: str | None
+    latest_sample_time: float | None
+    latest_inference: float | None
+    metrics: list[dict[str, Any]]
+
+
+class DeviceDeployment(BaseModel):
+    """A stage that selected the device, and the device's status in it."""
+
+    plan: str
+    stage: str
+    deployment_name: str
+    status: str
+    status_message: str
+
+
+class DeviceOut(BaseModel):
+    """A registered device and what its latest heartbeat said (times: epoch seconds)."""
+
+    name: str
+    fleet: str
+    description: str
+    iot_thing_name: str | None
+    access_key_id: str
+    registered_at: float
+    latest_heartbeat: float | None
+    agent_version: str | None
+    agent_metrics: list[dict[str, Any]] = []
+    models: list[ModelOut] = []
+    deployments: list[DeviceDeployment] = []
+
+
+class DeviceRegistered(BaseModel):
+    """The answer to a registration: the device, its credentials, a ready agent config."""
+
+    device: DeviceOut
+    credentials: Credentials
+    agent_config: dict[str, Any]
+
+
+class DevicePage(BaseModel):
+    """A page of devices ordered by name; pass ``next_after`` as ``after`` for the next page."""
+
+    devices: list[DeviceOut]
+    next_after: str | None
+
+
+class PackagingJobOut(BaseModel):
+    """A packaging job; ``artifact`` is the package's object key, ``checksum_sha1`` its SHA-1."""
+
+    name: str
+    model_name: str
+    model_version: str
+    status: Literal["COMPLETED", "FAILED"]
+    status_message: str
+    artifact: str | None
+    checksum_sha1: str | None
+    size_bytes: int | None
+    created_at: float
+    completed_at: float | None
+
+
+class Selection(BaseModel):
+    """How a stage selects devices of the plan's fleet."""
+
+    type: SelectionType
+    device_names: list[NameStr] | None = Field(default=None, max_length=10000)
+    percentage: int | None = Field(default=None, ge=1, le=100)
+    name_contains: str | None = Field(default=None, min_length=1, max_length=63)
+
+    @model_validator(mode="after")
+    def _fields_match_type(self) -> Selection:
+        needed = {"SELECTION": "device_names", "PERCENTAGE": "percentage",
+                  "NAMECONTAINS": "name_contains"}[self.type]
+        if getattr(self, needed) in (None, []):
+            raise ValueError(f"selection type {self.type} needs {needed}")
+        extra = [f for f in ("device_names", "percentage", "name_contains")
+                 if f != needed and getattr(self, f) is not None]
+        if extra:
+            raise ValueError(f"selection type {self.type} takes only {needed}, not "
+                             f"{', '.join(extra)}")
+        return self
+
+
+class StageSpec(BaseModel):
+    """A stage of a deployment plan."""
+
+    name: EntityStr
+    selection: Selection
+    failure_handling_policy: FailurePolicy = "ROLLBACK_ON_FAILURE"
+
+
+class PlanModelSpec(BaseModel):
+    """A model of a plan: the handle devices see, and the packaging job whose package it is."""
+
+    model_handle: EntityStr
+    packaging_job: NameStr
+
+
+class PlanCreate(BaseModel):
+    """A new deployment plan."""
+
+    name: EntityStr
+    fleet: NameStr
+    models: list[PlanModelSpec] = Field(min_length=1, max_length=50)
+    stages: list[StageSpec] = Field(default=[], max_length=100)
+
+
+class StageOut(BaseModel):
+    """A stage; ``device_counts`` maps device status to count (times: epoch seconds)."""
+
+    name: str
+    position: int
+    deployment_name: str
+    selection: Selection
+    failure_handling_policy: FailurePolicy
+    status: Literal["READYTODEPLOY", "INPROGRESS", "STOPPED"]
+    started_at: float | None
+    stopped_at: float | None
+    device_counts: dict[str, int]
+
+
+class PlanOut(BaseModel):
+    """A deployment plan with its models and stages."""
+
+    name: str
+    fleet: str
+    created_at: float
+    models: list[PlanModelSpec]
+    stages: list[StageOut]
+
+
+class StageDeviceOut(BaseModel):
+    """A device of a started stage and its status (``updated_at``: epoch seconds).
+
+    ``status`` is READYTODEPLOY (not fetched yet), INPROGRESS (fetched by GetDeployments),
+    DEPLOYED, FAILED (from the heartbeat's DeploymentResult) or STOPPED (stage stopped first).
+    """
+
+    device_name: str
+    status: str
+    status_message: str
+    models: list[dict[str, Any]]
+    updated_at: float
+
+
+class AgentVersionCount(BaseModel):
+    """How many devices of the fleet run an agent version."""
+
+    version: str
+    agent_count: int
+
+
+class ModelStat(BaseModel):
+    """Per model version: devices reporting it, split by liveness (see FleetReport)."""
+
+    model_name: str
+    model_version: str | None
+    offline_device_count: int
+    connected_device_count: int
+    active_device_count: int
+    sampling_device_count: int
+
+
+class FleetReport(BaseModel):
+    """A fleet report. A device is *connected* when its latest heartbeat is younger than
+    ``connected_window_seconds``; a model is *active* on a connected device when its latest
+    inference is in the window, *sampling* when its latest captured sample is."""
+
+    fleet: str
+    description: str
+    output_location: str
+    generated_at: float
+    connected_window_seconds: float
+    registered_device_count: int
+    connected_device_count: int
+    agent_versions: list[AgentVersionCount]
+    model_stats: list[ModelStat]
+
+
+class ErrorOut(BaseModel):
+    """Every management API error: what was wrong and what to do."""
+
+    error: str
+    message: str

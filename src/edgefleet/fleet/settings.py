@@ -1,0 +1,80 @@
+"""Settings of ``edgefleet server``: one pydantic-settings class, read from ``EDGEFLEET_SERVER_*``.
+
+The ``edgefleet server`` command turns its options into these environment variables, so every
+uvicorn worker process builds the same settings (the server keeps no other state in memory).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ServerSettings(BaseSettings):
+    """Configuration of one control-plane instance; several instances may share one database."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="EDGEFLEET_SERVER_", frozen=True, use_attribute_docstrings=True)
+
+    data_dir: Path = Path("edgefleet-server")
+    """Folder of the embedded defaults: SQLite file, local object store, server key, admin token."""
+
+    database_url: str | None = None
+    """SQLAlchemy URL (``postgresql+psycopg://user@host/db``); default: SQLite in ``data_dir``."""
+
+    object_store: str | None = None
+    """``s3://bucket/prefix?endpoint=http://host:port&region=r`` for an S3-compatible store (boto3
+    reads credentials from the usual ``AWS_*`` variables); default: ``data_dir/objects``."""
+
+    server_key_file: Path | None = None
+    """File holding the 32-byte key that encrypts device secrets and the signing key at rest
+    (default ``data_dir/server.key``, created at first start). Instances sharing a database
+    must share this key."""
+
+    admin_token_file: Path | None = None
+    """Where the admin token is written at first start, mode 0600 (default
+    ``data_dir/admin-token``). It is never logged; only its SHA-256 is stored."""
+
+    public_url: str | None = None
+    """Base URL devices use to reach this server, for download links of the local object store
+    (default: the scheme and host of the device's own request)."""
+
+    region: str = "us-east-1"
+    """Region written into agent configs; devices sign requests for it."""
+
+    connected_window_seconds: float = Field(default=600.0, gt=0)
+    """A device whose latest heartbeat is younger than this many seconds counts as connected;
+    models with inference (capture) in the window count as active (sampling)."""
+
+    clock_skew_seconds: float = Field(default=300.0, gt=0)
+    """Largest accepted difference, in seconds, between a request's SigV4 time and the server's."""
+
+    registration_cache_ttl_seconds: int = Field(default=3600, ge=1, le=10**6)
+    """``CacheTTL`` returned by GetDeviceRegistration, in seconds."""
+
+    heartbeat_batch_seconds: float = Field(default=0.005, ge=0, le=1)
+    """Longest time, in seconds, a heartbeat waits for others to share its transaction (group
+    commit; each request waits for its commit). Heartbeats that arrive while a batch is being
+    written always share the next one."""
+
+    credential_cache_seconds: float = Field(default=5.0, ge=0, le=300)
+    """How long a device's decrypted credentials stay cached in each server process, in
+    seconds (0: read the database on every request). A deregistered device's credentials keep
+    working at most this long."""
+
+    download_url_ttl_seconds: int = Field(default=3600, ge=60)
+    """Lifetime of presigned S3 download URLs handed to devices, in seconds."""
+
+    def resolved_database_url(self) -> str:
+        """The database URL to use: the configured one, or SQLite inside ``data_dir``."""
+        return self.database_url or f"sqlite:///{(self.data_dir / 'edgefleet.db').resolve()}"
+
+    def resolved_server_key_file(self) -> Path:
+        """The server key file to use (``server_key_file`` or ``data_dir/server.key``)."""
+        return self.server_key_file or self.data_dir / "server.key"
+
+    def resolved_admin_token_file(self) -> Path:
+        """Where the first start writes the admin token."""
+        return self.admin_token_file or self.data_dir / "admin-token"

@@ -1,0 +1,214 @@
+"""End to end: real ``edgefleet server`` processes, the CLI, and the stock boto3 client.
+
+Two server instances share one database (SQLite file or PostgreSQL) and one data folder: the
+operator talks to the first, devices to the second, which shows that no state lives in a process.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from unittest.mock import patch
+
+import boto3
+import httpx
+import pytest
+from botocore.exceptions import ClientError
+from fleet.fleet_support import sha1, signed_headers
+
+pytestmark = pytest.mark.slow
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class Server:
+    """A running ``edgefleet server`` process."""
+
+    url: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def stop(self) -> str:
+        if self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGTERM)
+            self.process.wait(timeout=20)
+        return self.log.read_text()
+
+
+def _start(data_dir: Path, database_url: str, log: Path) -> Server:
+    port = _free_port()
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "edgefleet.fleet", "server", "--port", str(port),
+             "--data-dir", str(data_dir), "--database-url", database_url],
+            stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"server exited: {log.read_text()}")
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return Server(url, process, log)
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    os.kill(process.pid, signal.SIGTERM)
+    raise AssertionError(f"server did not start: {log.read_text()}")
+
+
+@pytest.fixture
+def servers(tmp_path: Path, database_url: str) -> Iterator[tuple[Server, Server]]:
+    """Two instances on one database and data folder."""
+    first = _start(tmp_path / "data", database_url, tmp_path / "server-1.log")
+    try:
+        second = _start(tmp_path / "data", database_url, tmp_path / "server-2.log")
+    except AssertionError:
+        first.stop()
+        raise
+    yield first, second
+    first.stop()
+    second.stop()
+
+
+def _run_cli(server: Server, token: str, *args: str,
+             cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "edgefleet.fleet", *args],
+                          env={**os.environ, "EDGEFLEET_SERVER_URL": server.url,
+                               "EDGEFLEET_ADMIN_TOKEN": token},
+                          capture_output=True, text=True, cwd=cwd, timeout=120)
+
+
+def _cli(server: Server, token: str, *args: str, cwd: Path) -> Any:
+    done = _run_cli(server, token, *args, cwd=cwd)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout) if done.stdout.strip() else None
+
+
+def _edge_client(config: dict[str, Any], endpoint: str) -> Any:
+    return boto3.client(
+        "sagemaker-edge", endpoint_url=endpoint,
+        region_name=config["sagemaker_edge_core_region"],
+        aws_access_key_id=config["edgefleet_control_access_key_id"],
+        aws_secret_access_key=config["edgefleet_control_secret_access_key"])
+
+
+def test_rollout_with_boto3_against_real_servers(servers: tuple[Server, Server], tmp_path: Path,
+                                                 onnx_model: Path) -> None:
+    admin, devices_side = servers
+    token_file = tmp_path / "data" / "admin-token"
+    assert token_file.stat().st_mode & 0o777 == 0o600
+    token = token_file.read_text().strip()
+    assert httpx.get(f"{admin.url}/api/v1/fleets").status_code == 401
+
+    _cli(admin, token, "fleet", "create", "wind", "--output-location", "s3://cap/wind",
+         cwd=tmp_path)
+    configs = {}
+    for name in ("turbine-a1", "turbine-a2", "turbine-b1"):
+        path = tmp_path / f"{name}.json"
+        _cli(admin, token, "device", "register", name, "--fleet", "wind", "--agent-config",
+             str(path), "--root-certs-dir", str(tmp_path / "certs"), cwd=tmp_path)
+        assert path.stat().st_mode & 0o777 == 0o600
+        configs[name] = json.loads(path.read_text())
+    assert (tmp_path / "certs" / "edgefleet-root.pem").read_text().startswith("-----BEGIN")
+    assert configs["turbine-a1"]["sagemaker_edge_core_root_certs_path"] == str(tmp_path / "certs")
+    job = _cli(admin, token, "packaging", "create", "relu-1", "--model-file", str(onnx_model),
+               "--model-name", "relu", "--model-version", "1.0", cwd=tmp_path)
+    assert job["status"] == "COMPLETED"
+    _cli(admin, token, "plan", "create", "p1", "--fleet", "wind", "--model", "relu=relu-1",
+         cwd=tmp_path)
+    plan = _cli(admin, token, "plan", "add-stage", "p1", "canary", "--name-contains", "-a",
+                cwd=tmp_path)
+    deployment = plan["stages"][0]["deployment_name"]
+    _cli(admin, token, "stage", "start", "p1", "canary", cwd=tmp_path)
+
+    edge = {name: _edge_client(cfg, devices_side.url) for name, cfg in configs.items()}
+    ref = {name: {"DeviceName": name, "DeviceFleetName": "wind"} for name in configs}
+    assert edge["turbine-a1"].get_device_registration(**ref["turbine-a1"])[
+        "DeviceRegistration"] == "REGISTERED"
+    got = edge["turbine-a1"].get_deployments(**ref["turbine-a1"])["Deployments"]
+    assert [d["DeploymentName"] for d in got] == [deployment]
+    definition = got[0]["Definitions"][0]
+    assert edge["turbine-b1"].get_deployments(**ref["turbine-b1"])["Deployments"] == []
+    with pytest.raises(ClientError) as refused:
+        edge["turbine-b1"].get_deployments(**ref["turbine-a1"])
+    assert refused.value.response["Error"]["Code"] == "AccessDeniedException"
+    assert refused.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+
+    a1 = configs["turbine-a1"]
+    url = definition["S3Url"]
+    package = httpx.get(url, headers=signed_headers(
+        "GET", url, b"", a1["edgefleet_control_access_key_id"],
+        a1["edgefleet_control_secret_access_key"]))
+    assert package.status_code == 200 and sha1(package.content) == definition["Checksum"]["Sum"]
+
+    now = time.time()
+    model = {"ModelName": "relu", "ModelVersion": "1.0", "LatestInference": now,
+             "LatestSampleTime": now,
+             "ModelMetrics": [{"Dimension": "model", "MetricName": "latency-ms", "Value": 0.4,
+                               "Timestamp": now}]}
+    edge["turbine-a1"].send_heartbeat(
+        **ref["turbine-a1"], AgentVersion="0.1.0", Models=[model],
+        AgentMetrics=[{"Dimension": "agent", "MetricName": "cpu-percent", "Value": 2.0,
+                       "Timestamp": now}],
+        DeploymentResult={"DeploymentName": deployment, "DeploymentStatus": "SUCCESS",
+                          "DeploymentModels": [{"ModelHandle": "relu", "Status": "SUCCESS"}]})
+    edge["turbine-a2"].send_heartbeat(
+        **ref["turbine-a2"], AgentVersion="0.1.0",
+        DeploymentResult={"DeploymentName": deployment, "DeploymentStatus": "FAIL",
+                          "DeploymentModels": [{
+                              "ModelHandle": "relu", "Status": "FAIL",
+                              "StatusReason": "error rate 12% after swap",
+                              "RollbackFailureReason": "previous package deleted"}]})
+    with pytest.raises(ClientError):
+        edge["turbine-b1"].send_heartbeat(**ref["turbine-a1"], AgentVersion="9.9")
+
+    stage = {d["device_name"]: d for d in _cli(admin, token, "stage", "devices", "p1", "canary",
+                                               cwd=tmp_path)}
+    assert set(stage) == {"turbine-a1", "turbine-a2"}
+    assert stage["turbine-a1"]["status"] == "DEPLOYED"
+    assert stage["turbine-a2"]["status"] == "FAILED"
+    assert "rollback failed: previous package deleted" in stage["turbine-a2"]["status_message"]
+    report = _cli(admin, token, "report", "wind", cwd=tmp_path)
+    assert report["agent_versions"] == [{"version": "0.1.0", "agent_count": 2}]
+    assert report["model_stats"][0]["active_device_count"] == 1
+    missing = _run_cli(admin, token, "device", "describe", "turbine-zz", cwd=tmp_path)
+    assert missing.returncode == 1
+    assert "device 'turbine-zz' is not registered" in missing.stderr
+    refused = _run_cli(admin, "efadm_wrong", "fleet", "list", cwd=tmp_path)
+    assert refused.returncode == 1 and "unknown admin token" in refused.stderr
+    described = _cli(admin, token, "device", "describe", "turbine-a1", cwd=tmp_path)
+    assert described["agent_version"] == "0.1.0"
+    assert described["models"][0]["metrics"][0]["MetricName"] == "latency-ms"
+
+    past = dt.datetime.now(dt.UTC).replace(tzinfo=None) - dt.timedelta(minutes=20)
+    with (patch("botocore.auth.get_current_datetime", return_value=past),
+          pytest.raises(ClientError) as stale):
+        _edge_client(configs["turbine-a1"], devices_side.url).get_device_registration(
+            **ref["turbine-a1"])
+    assert stale.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+    bad = {**configs["turbine-a1"], "edgefleet_control_secret_access_key": "x" * 40}
+    with pytest.raises(ClientError) as forged:
+        _edge_client(bad, devices_side.url).get_deployments(**ref["turbine-a1"])
+    assert forged.value.response["Error"]["Code"] == "InvalidSignatureException"
+
+    logs = admin.stop() + devices_side.stop()
+    assert "POST /SendHeartbeat" in logs
+    secrets = [token] + [c["edgefleet_control_secret_access_key"] for c in configs.values()]
+    for secret in secrets:
+        assert secret not in logs
