@@ -116,12 +116,16 @@ def wait_serving(socket_path: Path, process: subprocess.Popen[bytes], timeout: f
     raise RuntimeError("agent did not serve in time")
 
 
+WORKERS = max(2, os.cpu_count() or 2)
+
+
 def start_agent(work: Path, root_certs: Path, pin: str | None) -> tuple[
         subprocess.Popen[bytes], Path, float]:
     socket_path = work / f"agent-{time.monotonic_ns()}.sock"
     config = work / "agent.json"
     config.write_text(json.dumps({"sagemaker_edge_core_root_certs_path": str(root_certs),
-                                  "sagemaker_edge_local_data_root_path": str(work / "data")}))
+                                  "sagemaker_edge_local_data_root_path": str(work / "data"),
+                                  "edgefleet_grpc_workers": WORKERS}))
     command = [sys.executable, "-m", "edgefleet.agent", "-a", str(socket_path), "-c", str(config)]
     if pin:
         command = ["taskset", "-c", pin, *command]
@@ -187,7 +191,7 @@ def bench_model(label: str, path: Path, package: Path, root_certs: Path, work: P
     echo_socket = work / "echo.sock"
     echo_cmd = [sys.executable, str(HERE / "echo_server.py"), "--socket", str(echo_socket),
                 "--hold-us", f"{hold_us:.1f}", "--reply-bytes", str(len(reply)),
-                "--workers", str(max(2, os.cpu_count() or 2))]
+                "--workers", str(WORKERS)]
     if pin:
         echo_cmd = ["taskset", "-c", pin, *echo_cmd]
     echo = subprocess.Popen(echo_cmd)
@@ -239,7 +243,13 @@ def main() -> None:
                         help="comma-separated subset of: demo, image")
     parser.add_argument("--pin", default=None,
                         help="CPU list for taskset on the servers, e.g. 0 (default: no pinning)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="gRPC worker threads of both servers (agent: edgefleet_grpc_workers;"
+                        " default: the number of cores, at least 2)")
     args = parser.parse_args()
+    if args.workers:
+        global WORKERS
+        WORKERS = args.workers
     image = Path(onnx.__file__).parent / "backend/test/data/light/light_squeezenet.onnx"
     if not args.demo_model.exists():
         sys.exit(f"{args.demo_model} not found: run scripts/demo first, or pass --demo-model")
