@@ -22,7 +22,8 @@ def check_alias(alias: str) -> str:
     """
     if not alias:
         raise InvalidArgument("no model name given: set `name` (or `handle`) in the request")
-    if len(alias) > MAX_ALIAS_LENGTH or not ALIAS_PATTERN.match(alias):
+    # fullmatch: with match, "$" would also accept a trailing newline.
+    if len(alias) > MAX_ALIAS_LENGTH or not ALIAS_PATTERN.fullmatch(alias):
         raise InvalidArgument(
             f"model name {alias!r} is not valid: use letters, digits and single or repeated "
             f"hyphens between them (pattern {ALIAS_PATTERN.pattern}, at most "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
 from pathlib import Path
 
 from fastapi.testclient import TestClient
@@ -81,4 +82,16 @@ def test_oversized_body_is_refused_before_reading(api: TestClient, onnx_model: P
     a, _b, _ = _setup(api, onnx_model)
     answer = a.post("SendHeartbeat", {**_ref("dev-a"), "AgentVersion": "1",
                                       "Padding": "x" * (2 << 20)})
+    assert answer.status_code == 400 and "over 1048576 bytes" in answer.json()["message"]
+
+
+def test_chunked_body_without_length_is_capped(api: TestClient) -> None:
+    """A body sent in chunks declares no length; it is counted while it arrives."""
+
+    def chunks() -> Iterator[bytes]:
+        for _ in range(3):
+            yield b"x" * (1 << 20)
+
+    answer = api.post("/SendHeartbeat", content=chunks(),
+                      headers={"content-type": "application/json"})
     assert answer.status_code == 400 and "over 1048576 bytes" in answer.json()["message"]

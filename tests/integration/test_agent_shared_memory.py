@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import grpc
@@ -108,4 +109,27 @@ def test_bad_handles(agent: AgentProcess, image: str) -> None:
         shared_memory_handle=pb.SharedMemoryHandle(segment_id=2**31 - 5))])
     with pytest.raises(grpc.RpcError) as caught:
         agent.stub.Predict(missing)
-    assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_removed_segments_are_let_go(agent: AgentProcess, image: str) -> None:
+    """A client that removes its segment after each reply does not pin memory in the agent."""
+    segment = segment_with(np.zeros(SHAPE, np.float32), 0o400)
+    segment_id = segment.id
+    agent.stub.Predict(shm_request(image, segment))
+    segment.remove()  # lives on while the agent stays attached
+    segment.detach()
+    deadline = time.monotonic() + 10
+    gone = False
+    while not gone and time.monotonic() < deadline:
+        time.sleep(1.2)
+        other = segment_with(np.zeros(SHAPE, np.float32), 0o400)
+        try:  # any later call sweeps removed segments that sat unused for a second
+            agent.stub.Predict(shm_request(image, other))
+        finally:
+            other.remove()
+        try:  # by id: Linux lets a removed segment be attached until its last detach
+            sysv_ipc.attach(segment_id).detach()
+        except (sysv_ipc.ExistentialError, ValueError):  # EIDRM or EINVAL once it is gone
+            gone = True
+    assert gone, "the agent still holds a removed segment"

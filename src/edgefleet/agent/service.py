@@ -142,13 +142,13 @@ class AgentService:
             allow_unsigned=self.config.edgefleet_allow_unsigned_models,
             max_archive_bytes=self.config.edgefleet_max_package_bytes,
         )
-        needed = package.model_path.stat().st_size * 2
-        available = psutil.virtual_memory().available
-        if needed > available:
-            raise ResourceExhausted(
-                f"model {alias!r} needs about {needed >> 20} MiB, only {available >> 20} MiB "
-                f"are available; unload another model first")
         try:
+            needed = package.model_path.stat().st_size * 2
+            available = psutil.virtual_memory().available
+            if needed > available:
+                raise ResourceExhausted(
+                    f"model {alias!r} needs about {needed >> 20} MiB, only {available >> 20} "
+                    f"MiB are available; unload another model first")
             runtime = load_runtime(package.framework, package.model_path, self._runtime_options)
         except BaseException:
             if package.extracted:
@@ -339,6 +339,10 @@ class AgentService:
         now_ns = time.time_ns()
         if inference_time_ns is None:
             inference_time_ns = now_ns
+        if inference_time_ns < 0:
+            raise OutOfRange(
+                f"inference_timestamp lies before 1970-01-01 ({inference_time_ns / 1e9:.0f} s); "
+                f"send the inference time in seconds since the Unix epoch")
         skew_ns = int(self.config.edgefleet_capture_clock_skew_seconds * 1e9)
         if inference_time_ns > now_ns + skew_ns:
             ahead = (inference_time_ns - now_ns) / 1e9

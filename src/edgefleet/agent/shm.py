@@ -19,9 +19,22 @@ import numpy as np
 import sysv_ipc
 
 from edgefleet.agent.types import SharedMemoryRef
-from edgefleet.errors import InvalidArgument, NotFound
+from edgefleet.errors import InvalidArgument
 
 _ANY_WRITE = 0o222
+
+#: SHM_DEST (linux/shm.h): the owner removed the segment; it goes once the last attach does.
+_SHM_DEST = 0o1000
+
+#: Seconds between sweeps for removed segments, and how long one must sit unused to go.
+_REMOVED_SWEEP_SECONDS = 1.0
+
+
+def _removed(segment: sysv_ipc.SharedMemory) -> bool:
+    try:
+        return bool(segment.mode & _SHM_DEST)
+    except sysv_ipc.Error:
+        return True
 
 
 class SharedMemoryCache:
@@ -39,15 +52,15 @@ class SharedMemoryCache:
         self._segments: OrderedDict[int, tuple[sysv_ipc.SharedMemory, memoryview, float]] = (
             OrderedDict())
         self._retiring: list[tuple[sysv_ipc.SharedMemory, memoryview]] = []
+        self._last_sweep = 0.0
 
     def view(self, ref: SharedMemoryRef, dtype: np.dtype[np.generic],
              shape: tuple[int, ...], tensor: str) -> np.ndarray:
         """A zero-copy, read-only array over ``shape`` x ``dtype`` bytes at ``ref.offset``.
 
         Raises:
-            NotFound: no segment with that id.
-            InvalidArgument: the segment is writable, or the range lies outside the segment,
-                or ``ref.size`` disagrees with shape x dtype size.
+            InvalidArgument: no segment with that id, the segment is writable, the range lies
+                outside the segment, or ``ref.size`` disagrees with shape x dtype size.
         """
         count = math.prod(shape)
         nbytes = count * dtype.itemsize
@@ -55,54 +68,62 @@ class SharedMemoryCache:
             raise InvalidArgument(
                 f"tensor {tensor!r}: shared memory size {ref.size} bytes does not match shape "
                 f"{list(shape)} x {dtype} ({nbytes} bytes)")
-        buffer = self._buffer(ref.segment_id, tensor)
-        if ref.offset + nbytes > len(buffer):
-            raise InvalidArgument(
-                f"tensor {tensor!r}: bytes {ref.offset}..{ref.offset + nbytes} lie outside shared "
-                f"memory segment {ref.segment_id} of {len(buffer)} bytes")
-        array = np.frombuffer(buffer, dtype=dtype, count=count, offset=ref.offset).reshape(shape)
+        # The array is made under the lock: once it exists it holds the buffer, and eviction
+        # then leaves the mapping alone (see _retry_detach).
+        with self._lock:
+            buffer = self._buffer(ref.segment_id, tensor)
+            if ref.offset + nbytes > len(buffer):
+                raise InvalidArgument(
+                    f"tensor {tensor!r}: bytes {ref.offset}..{ref.offset + nbytes} lie outside "
+                    f"shared memory segment {ref.segment_id} of {len(buffer)} bytes")
+            array = np.frombuffer(buffer, dtype=dtype, count=count,
+                                  offset=ref.offset).reshape(shape)
         array.flags.writeable = False
         return array
 
     def _buffer(self, segment_id: int, tensor: str) -> memoryview:
+        # Called with the lock held.
         now = time.monotonic()
-        with self._lock:
-            self._expire(now)
-            entry = self._segments.get(segment_id)
-            if entry is not None:
-                segment, buffer, _ = entry
-                self._check_mode(segment, segment_id, tensor)
-                self._segments[segment_id] = (segment, buffer, now)
-                self._segments.move_to_end(segment_id)
-                return buffer
-            try:
-                segment = sysv_ipc.attach(segment_id, 0, sysv_ipc.SHM_RDONLY)
-            except (sysv_ipc.ExistentialError, ValueError, OverflowError):
-                raise NotFound(
-                    f"tensor {tensor!r}: no shared memory segment with id {segment_id}") from None
-            except sysv_ipc.PermissionsError:
-                raise InvalidArgument(
-                    f"tensor {tensor!r}: the agent may not read shared memory segment "
-                    f"{segment_id}; give the agent's user read permission (mode 0440 or 0444)"
-                ) from None
-            try:
-                self._check_mode(segment, segment_id, tensor)
-            except InvalidArgument:
-                segment.detach()
-                raise
-            buffer = memoryview(segment).toreadonly()
+        self._expire(now)
+        entry = self._segments.get(segment_id)
+        if entry is not None:
+            segment, buffer, _ = entry
+            self._check_mode(segment, segment_id, tensor)
             self._segments[segment_id] = (segment, buffer, now)
-            while len(self._segments) > self._max:
-                self._drop(next(iter(self._segments)))
+            self._segments.move_to_end(segment_id)
             return buffer
+        try:
+            segment = sysv_ipc.attach(segment_id, 0, sysv_ipc.SHM_RDONLY)
+        except (sysv_ipc.ExistentialError, ValueError, OverflowError):
+            # INVALID_ARGUMENT, not NOT_FOUND: clients read NOT_FOUND on Predict as "model not
+            # loaded" and would call LoadModel.
+            raise InvalidArgument(
+                f"tensor {tensor!r}: no shared memory segment with id {segment_id}; send the id "
+                f"shmget returned, and keep the segment until the reply") from None
+        except sysv_ipc.PermissionsError:
+            raise InvalidArgument(
+                f"tensor {tensor!r}: the agent may not read shared memory segment "
+                f"{segment_id}; give the agent's user read permission (mode 0440 or 0444)"
+            ) from None
+        try:
+            self._check_mode(segment, segment_id, tensor)
+        except InvalidArgument:
+            segment.detach()
+            raise
+        buffer = memoryview(segment).toreadonly()
+        self._segments[segment_id] = (segment, buffer, now)
+        while len(self._segments) > self._max:
+            self._drop(next(iter(self._segments)))
+        return buffer
 
     @staticmethod
     def _check_mode(segment: sysv_ipc.SharedMemory, segment_id: int, tensor: str) -> None:
         try:
             mode = segment.mode
         except sysv_ipc.ExistentialError:
-            raise NotFound(f"tensor {tensor!r}: shared memory segment {segment_id} was removed"
-                           ) from None
+            raise InvalidArgument(
+                f"tensor {tensor!r}: shared memory segment {segment_id} was removed; keep it "
+                f"until the reply") from None
         if mode & _ANY_WRITE:
             raise InvalidArgument(
                 f"tensor {tensor!r}: shared memory segment {segment_id} has mode "
@@ -111,6 +132,13 @@ class SharedMemoryCache:
 
     def _expire(self, now: float) -> None:
         stale = [sid for sid, (_, _, used) in self._segments.items() if now - used > self._idle]
+        if now - self._last_sweep > _REMOVED_SWEEP_SECONDS:
+            # A segment its owner removed lives on while attached: let go of those soon, not
+            # after the full idle time, or clients that use a segment per request pin memory.
+            self._last_sweep = now
+            stale += [sid for sid, (segment, _, used) in self._segments.items()
+                      if sid not in stale and now - used > _REMOVED_SWEEP_SECONDS
+                      and _removed(segment)]
         for segment_id in stale:
             self._drop(segment_id)
         self._retry_detach()

@@ -80,7 +80,7 @@ def parse_authorization(value: str | None) -> Authorization:
     Raises:
         Unauthenticated: the header is missing or not a SigV4 header.
     """
-    match = _AUTH.match(value or "")
+    match = _AUTH.fullmatch(value or "")
     if match is None:
         raise Unauthenticated(
             "missing or malformed SigV4 Authorization header; sign requests with the device's "

@@ -64,7 +64,7 @@ def check_model_version(version: str) -> str:
     Raises:
         InvalidArgument: it does not.
     """
-    if not VERSION_PATTERN.match(version):
+    if not VERSION_PATTERN.fullmatch(version):
         raise InvalidArgument(
             f"model version {version!r} is not valid: start with a letter or digit, then use "
             f"up to 63 letters, digits, dots, underscores or hyphens (e.g. 1.4.0)")
@@ -245,7 +245,7 @@ def _package_file(name: str, entry: dict[str, Any]) -> PackageFile:
     except InvalidArgument as error:
         raise PackageError(f"{MANIFEST_NAME}: files: {error.message}") from None
     sha256 = fields.get("sha256", str)
-    if not _SHA256_HEX.match(sha256):
+    if not _SHA256_HEX.fullmatch(sha256):
         raise PackageError(
             f"{fields.path}: field 'sha256' must be 64 lowercase hex characters")
     size = fields.get("size", int)

@@ -102,3 +102,8 @@ def test_close_refuses_new_loads_and_unloads_everything() -> None:
     assert runtime.unloaded.is_set()
     with pytest.raises(Unavailable):
         registry.reserve("n")
+
+
+def test_alias_with_a_trailing_newline_is_refused() -> None:
+    with pytest.raises(InvalidArgument):
+        check_alias("anomaly\n")

@@ -67,3 +67,15 @@ def test_capture_needs_a_pipeline(service: AgentService, archive: tuple[Path, Pa
     service.load_model(str(archive[0]), "affine")
     with pytest.raises(FailedPrecondition):
         service.capture_data(model_name="affine", capture_id="c1", inference_time_ns=None)
+
+
+def test_capture_before_1970_is_out_of_range(service: AgentService,
+                                             archive: tuple[Path, Path]) -> None:
+    from edgefleet.agent.capture import CaptureService, MemorySink
+    from edgefleet.errors import OutOfRange
+
+    service.load_model(str(archive[0]), "affine")
+    service.capture = CaptureService(service.config, sink=MemorySink())
+    with pytest.raises(OutOfRange, match="before 1970"):
+        service.capture_data(model_name="affine", capture_id="old",
+                             inference_time_ns=-10**20)

@@ -246,7 +246,15 @@ class CaptureService:
         batch_size = self._config.sagemaker_edge_core_capture_data_batch_size
         period = self._config.sagemaker_edge_core_capture_data_push_period_seconds
         while True:
-            batches = self._source.take_batches(batch_size)
+            try:
+                batches = self._source.take_batches(batch_size)
+            except Exception:
+                # The flusher must outlive any one failure (a full disk under the spool, say):
+                # what waits stays where it is and the next pass tries again.
+                log.exception("capture: forming batches failed; retrying in 1 s")
+                if self._stop.wait(1.0):
+                    return
+                continue
             for position, batch in enumerate(batches):
                 if not self._deliver(batch):
                     self._abandon(batches[position:])
@@ -259,10 +267,18 @@ class CaptureService:
 
     def _deliver(self, batch: Batch) -> bool:
         """Store a batch, retrying with backoff; False when closing and out of time."""
-        files = encode_batch(
-            batch.requests, key=batch.key, device=self._identity,
-            embed_limit=self._config.sagemaker_edge_core_capture_data_base64_embed_limit,
-            data_ref=self._sink.data_ref)
+        try:
+            files = encode_batch(
+                batch.requests, key=batch.key, device=self._identity,
+                embed_limit=self._config.sagemaker_edge_core_capture_data_base64_embed_limit,
+                data_ref=self._sink.data_ref)
+        except Exception:
+            # A batch that cannot be encoded never will be: report it failed, keep going.
+            log.exception("capture: a batch of %d captures cannot be encoded; marked FAILURE",
+                          len(batch.requests))
+            self._source.complete(batch)
+            self._given_up([r.capture_id for r in batch.requests])
+            return True
         delay = self._retry.initial
         while True:
             try:
