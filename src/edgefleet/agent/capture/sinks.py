@@ -20,6 +20,9 @@ from typing import TYPE_CHECKING, Protocol
 from edgefleet.agent.capture.records import BatchFile, CaptureRecord, decode_batch
 from edgefleet.agent.config import AgentConfig
 
+#: Flags of a freshly created batch file: fail rather than reuse or follow a link.
+_NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
@@ -85,7 +88,11 @@ class DiskSink:
                 path = self.root / file.key
                 path.parent.mkdir(parents=True, exist_ok=True)
                 temporary = path.with_name(f".{path.name}.tmp")
-                with open(temporary, "wb") as stream:
+                # A leftover of a crash (or a planted link) goes first; then the file is made
+                # new, never followed through a link, and readable by the owner's group only.
+                temporary.unlink(missing_ok=True)
+                descriptor = os.open(temporary, _NEW_FILE, 0o640)
+                with os.fdopen(descriptor, "wb") as stream:
                     stream.write(file.data)
                     if self.fsync:
                         stream.flush()

@@ -14,6 +14,11 @@ from edgefleet.errors import InvalidArgument, ResourceExhausted, UnsupportedMode
 from edgefleet.tensors import ONNX_TYPES, TensorSpec
 
 
+def _out_of_memory(message: str) -> bool:
+    # onnxruntime raises one untyped error class; its allocation failures say so in the text.
+    return "bad_alloc" in message or "Failed to allocate" in message
+
+
 def _specs(nodes: list[Any], what: str) -> tuple[TensorSpec, ...]:
     specs = []
     for node in nodes:
@@ -55,7 +60,7 @@ class OnnxRuntime(Runtime):
             raise ResourceExhausted(f"not enough memory to load {path.name}") from None
         except Exception as error:  # onnxruntime raises its own untyped errors for bad files
             text = str(error)
-            if "bad_alloc" in text or "Failed to allocate" in text:
+            if _out_of_memory(text):
                 raise ResourceExhausted(
                     f"not enough memory to load {path.name}: {text}") from None
             raise UnsupportedModel(f"{path.name} is not a loadable ONNX model: {text}") from None
@@ -70,7 +75,10 @@ class OnnxRuntime(Runtime):
         except MemoryError:
             raise ResourceExhausted("out of memory during inference") from None
         except Exception as error:  # shape errors deep in the graph surface here
-            raise InvalidArgument(f"the model rejected the inputs: {error}") from None
+            text = str(error)
+            if _out_of_memory(text):
+                raise ResourceExhausted(f"out of memory during inference: {text}") from None
+            raise InvalidArgument(f"the model rejected the inputs: {text}") from None
         return results
 
     def unload(self) -> None:
