@@ -36,7 +36,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Generator, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, TypedDict
@@ -271,13 +271,23 @@ class DeploymentExecutor:
         self._downloads = root / "downloads"
         self.state = StateStore(root / "state.json")
         self._busy = threading.Lock()
+        self._owner: int | None = None  # thread id holding _busy; its unloads are our own
         self._registry.on_unload.append(self._on_unload)
+
+    @contextlib.contextmanager
+    def _working(self) -> Iterator[None]:
+        with self._busy:
+            self._owner = threading.get_ident()
+            try:
+                yield
+            finally:
+                self._owner = None
 
     # -- start and stop ---------------------------------------------------------------------------
     def restore(self) -> None:
         """At agent start: count the start, fail an interrupted deployment, reload the deployed
         models. Never raises for a model that no longer loads (it is logged and dropped)."""
-        with self._busy:
+        with self._working():
             self.state.record_start()
             if not self._registry.models():
                 # Folders extracted by a process that was killed: nothing uses them now.
@@ -305,9 +315,10 @@ class DeploymentExecutor:
 
     def _on_unload(self, model: LoadedModel) -> None:
         # A client's UnLoadModel of a deployed model: do not bring it back at the next start.
-        # Replacements (the alias still serves) and the executor's own unloads are not that.
+        # Replacements (the alias still serves) and the executor's own unloads (made on the
+        # thread that holds _busy; hooks run on the unloading thread) are not that.
         alias = model.info.alias
-        if self._busy.locked() or alias not in self.state.deployed():
+        if self._owner == threading.get_ident() or alias not in self.state.deployed():
             return
         with contextlib.suppress(NotFound):
             self._registry.get(alias)
@@ -346,7 +357,7 @@ class DeploymentExecutor:
         Raises:
             OSError: the state file cannot be written (disk full, read-only file system).
         """
-        with self._busy:
+        with self._working():
             if self.state.is_known(deployment.name):
                 return False
             started = time.time()

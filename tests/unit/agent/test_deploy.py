@@ -345,6 +345,29 @@ def test_client_unload_of_a_deployed_model_sticks_across_restart(
         again.close()
 
 
+def test_client_unload_while_a_deployment_runs_is_remembered(
+        device: Device, transport: MemoryTransport, packages: Packages) -> None:
+    offer(transport, "good", packages.v1)
+    deploy(device, transport)
+    busy = threading.Event()
+    release = threading.Event()
+
+    def deployment_in_progress() -> None:
+        with device.executor._working():
+            busy.set()
+            release.wait(10)
+
+    worker = threading.Thread(target=deployment_in_progress)
+    worker.start()
+    try:
+        assert busy.wait(5)
+        device.service.unload_model("affine")  # a client, on its own thread
+        assert device.executor.state.deployed() == {}
+    finally:
+        release.set()
+        worker.join(10)
+
+
 def test_unreadable_state_file_is_set_aside(tmp_path: Path, packages: Packages,
                                             transport: MemoryTransport) -> None:
     state = tmp_path / "data" / "deployments" / "state.json"
