@@ -13,12 +13,22 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, File, Form, Query, Request, Response, UploadFile
+from fastapi import (
+    APIRouter,
+    BackgroundTasks,
+    Depends,
+    File,
+    Form,
+    Query,
+    Request,
+    Response,
+    UploadFile,
+)
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from edgefleet.fleet import bootstrap, fleets, packaging, reports, rollout, schemas
+from edgefleet.fleet import bootstrap, fleets, notify, packaging, reports, rollout, schemas
 from edgefleet.fleet.crypto import token_hash
 from edgefleet.fleet.db.models import AdminToken
 from edgefleet.fleet.sigv4 import Unauthenticated
@@ -209,9 +219,16 @@ def add_stage(name: str, spec: schemas.StageSpec, session: WriteSession) -> sche
 
 
 @router.post("/deployment-plans/{name}/stages/{stage}/start", tags=["rollout"])
-def start_stage(name: str, stage: str, session: WriteSession) -> schemas.StageOut:
-    """Start a stage: select its devices; GetDeployments hands them the deployment."""
-    return rollout.start_stage(session, name, stage)
+def start_stage(name: str, stage: str, session: WriteSession, request: Request,
+                background: BackgroundTasks) -> schemas.StageOut:
+    """Start a stage: select its devices; GetDeployments hands them the deployment (and, with
+    an MQTT broker configured, they are notified to poll at once)."""
+    started = rollout.start_stage(session, name, stage)
+    context = request.app.state.context
+    if context.notifier is not None:  # runs after the commit and the response
+        background.add_task(notify.notify_stage_started, context.notifier, context.sessions,
+                            name, stage)
+    return started
 
 
 @router.post("/deployment-plans/{name}/stages/{stage}/stop", tags=["rollout"])

@@ -24,6 +24,7 @@ from edgefleet.fleet.crypto import ServerKey
 from edgefleet.fleet.db.engine import make_engine, make_sessionmaker
 from edgefleet.fleet.edge import CredentialCache
 from edgefleet.fleet.heartbeats import HeartbeatWriter
+from edgefleet.fleet.notify import MqttNotifier, make_notifier
 from edgefleet.fleet.settings import ServerSettings
 from edgefleet.fleet.storage import ObjectStore, open_object_store
 
@@ -44,7 +45,7 @@ HTTP_STATUS = {
 @dataclass(frozen=True)
 class Context:
     """What request handlers need: settings, database, server key, object store, the device
-    credential cache and the heartbeat writer."""
+    credential cache, the heartbeat writer and the MQTT notifier of stage starts (None: off)."""
 
     settings: ServerSettings
     engine: Engine
@@ -53,6 +54,7 @@ class Context:
     store: ObjectStore
     credentials: CredentialCache
     heartbeats: HeartbeatWriter
+    notifier: MqttNotifier | None = None
 
     def base_url(self, request: Request) -> str:
         """The URL devices reach this server at: ``public_url`` or the request's own base."""
@@ -76,7 +78,8 @@ def create_app(settings: ServerSettings) -> FastAPI:
         key=ServerKey.load_or_create(settings.resolved_server_key_file()),
         store=open_object_store(settings.object_store, data_dir),
         credentials=CredentialCache(settings.credential_cache_seconds),
-        heartbeats=HeartbeatWriter(sessions, interval_seconds=settings.heartbeat_batch_seconds))
+        heartbeats=HeartbeatWriter(sessions, interval_seconds=settings.heartbeat_batch_seconds),
+        notifier=make_notifier(settings.mqtt_url, settings.mqtt_topic_prefix))
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         yield

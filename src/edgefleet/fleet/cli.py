@@ -80,6 +80,11 @@ def server(
     admin_token_file: Annotated[Path | None, typer.Option(
         help="Where the first start writes the admin token (default <data-dir>/admin-token).")
     ] = None,
+    mqtt_url: Annotated[str | None, typer.Option(
+        help="MQTT broker notified when a stage starts, mqtt://host:port (default: off).")
+    ] = None,
+    mqtt_topic_prefix: Annotated[str | None, typer.Option(
+        help="Topic prefix of stage notifications (default: edgefleet).")] = None,
     access_log: Annotated[bool, typer.Option(help="Log one line per request.")] = True,
     log_level: str = "info",
 ) -> None:
@@ -99,7 +104,8 @@ def server(
     given = {"data_dir": data_dir.resolve(), "database_url": database_url,
              "object_store": object_store, "public_url": public_url, "region": region,
              "connected_window_seconds": connected_window_seconds,
-             "server_key_file": server_key_file, "admin_token_file": admin_token_file}
+             "server_key_file": server_key_file, "admin_token_file": admin_token_file,
+             "mqtt_url": mqtt_url, "mqtt_topic_prefix": mqtt_topic_prefix}
     # Workers are separate processes: they read the same settings from the environment.
     for name, value in given.items():
         if value is not None:

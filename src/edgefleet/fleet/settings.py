@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from edgefleet.agent.notify import check_topic_prefix, parse_broker_url
 
 
 class ServerSettings(BaseSettings):
@@ -66,6 +68,27 @@ class ServerSettings(BaseSettings):
 
     download_url_ttl_seconds: int = Field(default=3600, ge=60)
     """Lifetime of presigned S3 download URLs handed to devices, in seconds."""
+
+    mqtt_url: str | None = None
+    """MQTT broker (``mqtt://host:port``, port default 1883; no credentials or TLS yet) to
+    notify devices on when a stage starts: one message per selected device on
+    ``<mqtt_topic_prefix>/<fleet>/<device>/deployments``, so agents with ``edgefleet_mqtt_url``
+    poll at once. Default: off (devices find deployments at their regular poll)."""
+
+    mqtt_topic_prefix: str = "edgefleet"
+    """First topic levels of the stage notifications (agents: ``edgefleet_mqtt_topic_prefix``)."""
+
+    @field_validator("mqtt_url")
+    @classmethod
+    def _broker_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_broker_url(value)
+        return value
+
+    @field_validator("mqtt_topic_prefix")
+    @classmethod
+    def _topic_prefix(cls, value: str) -> str:
+        return check_topic_prefix(value)
 
     def resolved_database_url(self) -> str:
         """The database URL to use: the configured one, or SQLite inside ``data_dir``."""
