@@ -126,3 +126,21 @@ def test_agent_without_models_answers_not_found(packages: Packages, tmp_path: Pa
     assert caught.value.code() == grpc.StatusCode.NOT_FOUND
     assert "call LoadModel" in caught.value.details()
     assert agent.stop() == 0
+
+
+def test_data_root_is_private(packages: Packages, tmp_path: Path) -> None:
+    data = tmp_path / "state"
+    agent = start_agent(base_config(packages, sagemaker_edge_local_data_root_path=str(data)),
+                        tmp_path)
+    try:
+        assert data.stat().st_mode & 0o777 == 0o700
+    finally:
+        assert agent.stop() == 0
+
+
+def test_message_limit_beyond_grpc_is_a_config_error(tmp_path: Path) -> None:
+    path = tmp_path / "agent.json"
+    path.write_text(json.dumps({"edgefleet_max_message_bytes": 1 << 32}))
+    result = run_agent(["-a", str(short_socket_dir() / "a.sock"), "-c", str(path)], tmp_path)
+    assert result.returncode == 2
+    assert "edgefleet_max_message_bytes" in result.stderr

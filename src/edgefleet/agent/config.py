@@ -29,6 +29,7 @@ from pydantic import (
     model_validator,
 )
 
+from edgefleet.agent.notify import check_topic_prefix, parse_broker_url
 from edgefleet.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -161,8 +162,9 @@ class AgentConfig(BaseModel):
     edgefleet_grpc_workers: int = Field(default_factory=lambda: max(2, os.cpu_count() or 2), ge=1)
     """Threads serving gRPC calls (default: the number of cores, at least 2)."""
 
-    edgefleet_max_message_bytes: int = Field(default=1 << 30, ge=4 << 20)
-    """Largest gRPC message accepted or sent, in bytes (default 1 GiB)."""
+    edgefleet_max_message_bytes: int = Field(default=1 << 30, ge=4 << 20, le=(1 << 31) - 1)
+    """Largest gRPC message accepted or sent, in bytes (default 1 GiB; gRPC's own ceiling is
+    2 GiB - 1)."""
 
     edgefleet_max_package_bytes: int = Field(default=4 << 30, ge=1 << 20)
     """Largest total uncompressed size of a model package archive, in bytes (default 4 GiB)."""
@@ -221,6 +223,19 @@ class AgentConfig(BaseModel):
     """Health window after a deployment swaps a model in, in seconds: a prediction error in
     this window fails the deployment (and rolls it back under ``ROLLBACK_ON_FAILURE``)."""
 
+    edgefleet_mqtt_url: str | None = None
+    """MQTT broker the control plane publishes deployment notifications to
+    (``mqtt://host:port``, port default 1883; no credentials or TLS yet). When set (and the
+    provider is ``Aws``), the agent subscribes to ``<prefix>/<fleet>/<device>/deployments`` and
+    polls GetDeployments as soon as a message arrives, besides its regular polls. A broker that
+    is down is logged and retried with backoff (1 s doubling up to 120 s); polling goes on.
+    Default: off."""
+
+    edgefleet_mqtt_topic_prefix: str = "edgefleet"
+    """First topic levels of deployment notifications (the control plane's
+    ``EDGEFLEET_SERVER_MQTT_TOPIC_PREFIX``): 1-200 characters, no ``+``, ``#``, or leading or
+    trailing ``/``."""
+
     # -- validation ------------------------------------------------------------------------------
     @field_validator("edgefleet_capture_sampling")
     @classmethod
@@ -229,6 +244,18 @@ class AgentConfig(BaseModel):
             if not 0.0 <= rate <= 1.0:
                 raise ValueError(f"sampling rate of {alias!r} must be between 0 and 1, got {rate}")
         return value
+
+    @field_validator("edgefleet_mqtt_url")
+    @classmethod
+    def _broker_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_broker_url(value)
+        return value
+
+    @field_validator("edgefleet_mqtt_topic_prefix")
+    @classmethod
+    def _topic_prefix(cls, value: str) -> str:
+        return check_topic_prefix(value)
 
     @model_validator(mode="after")
     def _consistent(self) -> AgentConfig:

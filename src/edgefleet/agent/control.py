@@ -15,7 +15,8 @@ double for tests (like httpx's ``MockTransport``).
 - ``edgefleet-deployments`` polls GetDeployments every
   ``sagemaker_edge_model_deployment_poll_interval`` minutes (or
   ``edgefleet_deployment_poll_seconds``) and hands each deployment to the
-  :class:`~edgefleet.agent.deploy.DeploymentExecutor`.
+  :class:`~edgefleet.agent.deploy.DeploymentExecutor`; :meth:`ControlClient.poll_now` (an MQTT
+  notification, :mod:`edgefleet.agent.notify`) makes it poll at once.
 
 A control plane that is down or refuses requests never stops the agent from serving: every
 failure is logged (without secrets) and retried after an exponential backoff with jitter.
@@ -49,11 +50,15 @@ log = logging.getLogger(__name__)
 SIGNING_NAME = "sagemaker"
 #: Download chunk size, in bytes.
 CHUNK_BYTES = 1 << 20
+#: Shortest time between two deployment polls woken by :meth:`ControlClient.poll_now`, in
+#: seconds (bounds the polls a flood of notifications causes).
+WAKE_POLL_GAP_SECONDS = 1.0
 
 #: ``ModelName`` / ``EntityName`` and ``ModelVersion`` as botocore's sagemaker-edge model allows
 #: them (names: 4-255 chars; versions: 1-64 chars, plus "-" which edgefleet versions use).
 _ENTITY = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9])*$")
 _VERSION = re.compile(r"^[a-zA-Z0-9 _.-]{1,64}$")
+_SHA1_HEX = re.compile(r"[0-9a-f]{40}")
 
 
 class ControlPlaneUnavailable(Unavailable):
@@ -71,14 +76,14 @@ class ControlPlaneUnavailable(Unavailable):
 
 def wire_model_name(name: str | None) -> str | None:
     """``name`` if botocore's ``ModelName`` shape accepts it (4-255 chars), else None."""
-    if name and 4 <= len(name) <= 255 and _ENTITY.match(name):
+    if name and 4 <= len(name) <= 255 and _ENTITY.fullmatch(name):
         return name
     return None
 
 
 def wire_version(version: str | None) -> str | None:
     """``version`` if a ``ModelVersion`` may carry it, else None."""
-    return version if version and _VERSION.match(version) else None
+    return version if version and _VERSION.fullmatch(version) else None
 
 
 # -- wire shapes of GetDeployments ----------------------------------------------------------------
@@ -117,16 +122,20 @@ class Deployment:
                 message names it.
         """
         name = raw.get("DeploymentName")
-        if not isinstance(name, str) or not _ENTITY.match(name):
+        if not isinstance(name, str) or not _ENTITY.fullmatch(name):
             raise InvalidArgument(f"deployment without a valid DeploymentName: {name!r}")
         policy = raw.get("FailureHandlingPolicy") or "ROLLBACK_ON_FAILURE"
         if policy not in ("ROLLBACK_ON_FAILURE", "DO_NOTHING"):
             raise InvalidArgument(f"deployment {name}: unknown FailureHandlingPolicy {policy!r}")
         definitions = []
         for item in raw.get("Definitions") or []:
+            if not isinstance(item, Mapping):
+                raise InvalidArgument(f"deployment {name}: a definition is not an object")
             handle, state = item.get("ModelHandle"), item.get("State") or "DEPLOY"
             checksum = item.get("Checksum") or {}
-            if not isinstance(handle, str) or not _ENTITY.match(handle):
+            if not isinstance(checksum, Mapping):
+                raise InvalidArgument(f"deployment {name}: Checksum is not an object")
+            if not isinstance(handle, str) or not _ENTITY.fullmatch(handle):
                 raise InvalidArgument(f"deployment {name}: invalid ModelHandle {handle!r}")
             if state not in ("DEPLOY", "UNDEPLOY"):
                 raise InvalidArgument(f"deployment {name}: {handle} has unknown State {state!r}")
@@ -136,7 +145,12 @@ class Deployment:
             url = item.get("S3Url") or ""
             if state == "DEPLOY" and not url:
                 raise InvalidArgument(f"deployment {name}: {handle} has no S3Url")
-            definitions.append(Definition(handle, url, str(checksum.get("Sum") or "").lower(),
+            digest = str(checksum.get("Sum") or "").lower()
+            # The digest names a folder of the package cache: only 40 hex digits may pass.
+            if state == "DEPLOY" and not _SHA1_HEX.fullmatch(digest):
+                raise InvalidArgument(f"deployment {name}: {handle} has Checksum.Sum "
+                                      f"{digest[:64]!r}; expected 40 hex digits (SHA-1)")
+            definitions.append(Definition(handle, url, digest,
                                           cast(Literal["DEPLOY", "UNDEPLOY"], state)))
         if not definitions:
             raise InvalidArgument(f"deployment {name} has no Definitions")
@@ -434,6 +448,7 @@ class ControlClient:
                               or config.sagemaker_edge_model_deployment_poll_interval * 60.0)
         self.registered = threading.Event()
         self._wake = threading.Event()
+        self._poll_wake = threading.Event()
         self._threads = [
             threading.Thread(target=self._heartbeat_loop, name="edgefleet-heartbeat",
                              daemon=True),
@@ -519,6 +534,12 @@ class ControlClient:
                 self._wake.set()
         return finished
 
+    def poll_now(self) -> None:
+        """Make the deployment thread poll GetDeployments at once rather than at the end of the
+        poll interval (at most once per :data:`WAKE_POLL_GAP_SECONDS`). Thread-safe, returns at
+        once."""
+        self._poll_wake.set()
+
     # -- threads ----------------------------------------------------------------------------------
     def start(self) -> None:
         """Start the heartbeat and deployment threads."""
@@ -533,6 +554,7 @@ class ControlClient:
         back); waits up to ``timeout`` seconds per thread."""
         self._stop.set()
         self._wake.set()
+        self._poll_wake.set()
         for thread in self._threads:
             if thread.is_alive():
                 thread.join(timeout)
@@ -565,10 +587,13 @@ class ControlClient:
 
     def _deployment_loop(self) -> None:
         backoff = self._backoff()
+        gap = min(WAKE_POLL_GAP_SECONDS, self._poll_seconds)
         while not self._stop.is_set():
             if not self.registered.is_set():
                 self._stop.wait(0.2)
                 continue
+            polled = time.monotonic()
+            self._poll_wake.clear()  # a notification from now on wakes the next wait
             try:
                 self.poll_deployments()
                 backoff.reset()
@@ -579,7 +604,8 @@ class ControlClient:
                 log.exception("deployment poll failed unexpectedly")
                 self._pause(backoff, "unexpected error", wake=False)
                 continue
-            self._stop.wait(self._poll_seconds)
+            if self._poll_wake.wait(self._poll_seconds):
+                self._stop.wait(max(0.0, polled + gap - time.monotonic()))
 
     def _pause(self, backoff: Backoff, problem: str, *, wake: bool = True) -> None:
         delay = backoff.next_delay()

@@ -4,9 +4,10 @@ Read this file to see the whole agent: settings are validated, the capture pipel
 ``AgentService`` are built, the deployment executor reloads the models deployed before, the gRPC
 server (Agent + health) binds the Unix socket with mode 0660, and the control-plane client
 (registration, heartbeats, deployments; docs/deployments.md) starts when the provider is
-``Aws``. A stop (SIGTERM, SIGHUP, SIGINT or :meth:`Agent.stop`) ends the control-plane threads,
-stops accepting calls, lets the calls in flight finish, flushes capture, unloads models and
-removes the socket file.
+``Aws``, with MQTT deployment notifications when ``edgefleet_mqtt_url`` is set. A stop
+(SIGTERM, SIGHUP, SIGINT or :meth:`Agent.stop`) ends the control-plane threads, stops accepting
+calls, lets the calls in flight finish, flushes capture, unloads models and removes the socket
+file.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from edgefleet.agent.control import ControlClient, make_transport
 from edgefleet.agent.deploy import DeploymentExecutor
 from edgefleet.agent.grpc_server import SERVICE_NAME, build_server
 from edgefleet.agent.metrics import HeartbeatMetrics, SampleClock
+from edgefleet.agent.notify import DeploymentWakeup
 from edgefleet.agent.service import AgentService, CaptureBackend
 from edgefleet.errors import FailedPrecondition
 
@@ -104,6 +106,9 @@ class Agent:
         self.config = config
         self.socket_path = socket_path
         self.force = force
+        # The agent's state (packages, spool, deployment state) is for its own user only; an
+        # existing folder keeps the mode its operator gave it.
+        config.sagemaker_edge_local_data_root_path.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.capture = capture if capture is not None else CaptureService(config)
         # The wrapper notes each model's latest capture time for heartbeats.
         self.samples = SampleClock(self.capture)
@@ -118,6 +123,12 @@ class Agent:
             HeartbeatMetrics(self.service.registry, self.deployments.state, capture=self.capture,
                              samples=self.samples),
             self._control_stop)
+        self.notifications: DeploymentWakeup | None = None
+        if self.control is not None and config.edgefleet_mqtt_url:
+            self.notifications = DeploymentWakeup(
+                config.edgefleet_mqtt_url, config.edgefleet_mqtt_topic_prefix,
+                config.sagemaker_edge_core_device_fleet_name,
+                config.sagemaker_edge_core_device_name, self.control.poll_now)
         self._server, self._health = build_server(
             self.service, workers=config.edgefleet_grpc_workers,
             max_message_bytes=config.edgefleet_max_message_bytes)
@@ -153,6 +164,8 @@ class Agent:
         self._started = True
         if self.control is not None:
             self.control.start()
+        if self.notifications is not None:
+            self.notifications.start()
         _notify_systemd("READY=1")
         log.info("edgefleet-agent %s serving on unix://%s (device %s, fleet %s) in %.0f ms",
                  __version__, self.socket_path, self.config.sagemaker_edge_core_device_name,
@@ -165,6 +178,8 @@ class Agent:
             return
         self._stopped.set()
         _notify_systemd("STOPPING=1")
+        if self.notifications is not None:
+            self.notifications.stop()
         if self.control is not None:
             self.control.stop()
         self._control_stop.set()
