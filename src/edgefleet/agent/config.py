@@ -175,6 +175,11 @@ class AgentConfig(BaseModel):
     edgefleet_capture_spool_max_bytes: int = Field(default=1 << 30, ge=1 << 16)
     """Disk budget of the capture spool, in bytes, while the destination is unreachable."""
 
+    edgefleet_capture_buffer_max_bytes: int = Field(default=256 << 20, ge=1 << 16)
+    """Bytes of tensor and auxiliary data the in-memory capture buffer holds at most (without
+    the durable spool); beyond it CaptureData answers RESOURCE_EXHAUSTED, so a slow destination
+    and large tensors cannot exhaust the device's memory."""
+
     edgefleet_capture_overflow_policy: Literal["refuse", "drop-oldest"] = "refuse"
     """When the spool budget is reached: ``refuse`` new captures (RESOURCE_EXHAUSTED) or
     ``drop-oldest`` records (counted and logged)."""

@@ -51,3 +51,20 @@ def test_wait_returns_on_count_timeout_or_wake(make_capture: MakeCapture) -> Non
     started = time.monotonic()
     assert buffer.wait(5, 5.0) == 2
     assert time.monotonic() - started < 1.0
+
+
+def test_byte_budget_refuses_and_frees_on_complete() -> None:
+    from edgefleet.agent.types import CapturedTensor
+
+    def capture(capture_id: str, size: int) -> CaptureRequest:
+        tensor = CapturedTensor(name="x", data_type=0, shape=(size,), data=b"\0" * size)
+        return CaptureRequest(capture_id=capture_id, model_alias="m", model_version="1",
+                              inference_time_ns=time.time_ns(), input_tensors=(tensor,))
+
+    buffer = CaptureBuffer(10, Layout("", "f", "d"), max_bytes=1000)
+    buffer.put(capture("a", 600))
+    with pytest.raises(ResourceExhausted, match="edgefleet_capture_buffer_max_bytes"):
+        buffer.put(capture("b", 600))
+    for batch in buffer.take_batches(10):
+        buffer.complete(batch)
+    buffer.put(capture("b", 600))

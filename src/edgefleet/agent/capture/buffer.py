@@ -1,9 +1,10 @@
 """The in-memory ring buffer of captures waiting to be stored (no durable spool).
 
-It holds at most ``capture_data_buffer_size`` captures (shared/spec/agent-api.md): a capture takes
-a slot when CaptureData accepts it and gives it back only when the sink has stored its batch, so
-a slow or failing sink fills the buffer and CaptureData then answers RESOURCE_EXHAUSTED instead
-of letting memory grow.
+It holds at most ``capture_data_buffer_size`` captures (shared/spec/agent-api.md) and at most
+``edgefleet_capture_buffer_max_bytes`` bytes of their data: a capture takes its slot and bytes when
+CaptureData accepts it and gives them back only when the sink has stored its batch, so a slow or
+failing sink fills the buffer and CaptureData then answers RESOURCE_EXHAUSTED instead of letting
+memory grow.
 """
 
 from __future__ import annotations
@@ -24,13 +25,16 @@ class CaptureBuffer:
     Args:
         capacity: captures held at most, waiting or in a batch being stored (>= 1).
         layout: folder layout.
+        max_bytes: tensor and auxiliary bytes held at most (default: no limit).
 
     Batch files are named with a random stream id per buffer, so two processes never write
     the same key.
     """
 
-    def __init__(self, capacity: int, layout: Layout) -> None:
+    def __init__(self, capacity: int, layout: Layout, max_bytes: int | None = None) -> None:
         self._capacity = capacity
+        self._max_bytes = max_bytes
+        self._held_bytes = 0
         self._layout = layout
         self._waiting: deque[CaptureRequest] = deque()
         self._held = 0
@@ -51,13 +55,20 @@ class CaptureBuffer:
         Raises:
             ResourceExhausted: ``capacity`` captures are held already.
         """
+        size = _data_bytes(request)
         with self._changed:
             if self._held >= self._capacity:
                 raise ResourceExhausted(
                     f"capture buffer full ({self._capacity} captures wait to be stored); retry "
                     f"later, or raise sagemaker_edge_core_capture_data_buffer_size")
+            if self._max_bytes is not None and self._held_bytes + size > self._max_bytes:
+                raise ResourceExhausted(
+                    f"capture buffer full ({self._held_bytes} bytes wait to be stored, this "
+                    f"capture has {size}, the budget is {self._max_bytes}); retry later, or "
+                    f"raise edgefleet_capture_buffer_max_bytes")
             self._waiting.append(request)
             self._held += 1
+            self._held_bytes += size
             if len(self._waiting) == self._wanted:
                 self._changed.notify()
 
@@ -89,6 +100,7 @@ class CaptureBuffer:
         """See :meth:`BatchSource.complete`."""
         with self._changed:
             self._held -= len(batch.requests)
+            self._held_bytes -= sum(_data_bytes(r) for r in batch.requests)
 
     def wake(self) -> None:
         """See :meth:`BatchSource.wake`."""
@@ -96,3 +108,8 @@ class CaptureBuffer:
             self._woken = True
             self._changed.notify_all()
 
+
+
+def _data_bytes(request: CaptureRequest) -> int:
+    return (sum(len(t.data) for t in request.input_tensors + request.output_tensors)
+            + sum(len(a.data) for a in request.auxiliary_inputs + request.auxiliary_outputs))

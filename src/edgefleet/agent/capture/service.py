@@ -110,7 +110,8 @@ class CaptureService:
                          self._spool.records, self._spool.bytes, self._sink.describe())
         else:
             self._buffer = CaptureBuffer(config.sagemaker_edge_core_capture_data_buffer_size,
-                                         self._layout)
+                                         self._layout,
+                                         max_bytes=config.edgefleet_capture_buffer_max_bytes)
             self._source = self._buffer
         self._uploader: PeriodicUploader | None = None
         if (isinstance(self._sink, DiskSink)
