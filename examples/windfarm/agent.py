@@ -106,7 +106,11 @@ class AgentProcess:
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             )
         deadline = time.monotonic() + self.start_timeout
-        with grpc.insecure_channel(self.target) as channel:
+        # Retry the connection every 20 ms while the agent starts (gRPC's default waits 1 s).
+        fast_reconnect = [("grpc.initial_reconnect_backoff_ms", 20),
+                          ("grpc.min_reconnect_backoff_ms", 20),
+                          ("grpc.max_reconnect_backoff_ms", 100)]
+        with grpc.insecure_channel(self.target, options=fast_reconnect) as channel:
             health = health_pb2_grpc.HealthStub(channel)
             while True:
                 if self._process.poll() is not None:
