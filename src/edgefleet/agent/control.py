@@ -39,6 +39,7 @@ from urllib.parse import parse_qs, urlsplit
 from edgefleet import __version__
 from edgefleet.agent.config import AgentConfig
 from edgefleet.errors import ConfigError, EdgefleetError, InvalidArgument, Unavailable
+from edgefleet.names import ALIAS_PATTERN, check_alias
 
 if TYPE_CHECKING:
     from edgefleet.agent.deploy import DeploymentExecutor
@@ -54,11 +55,15 @@ CHUNK_BYTES = 1 << 20
 #: seconds (bounds the polls a flood of notifications causes).
 WAKE_POLL_GAP_SECONDS = 1.0
 
-#: ``ModelName`` / ``EntityName`` and ``ModelVersion`` as botocore's sagemaker-edge model allows
-#: them (names: 4-255 chars; versions: 1-64 chars, plus "-" which edgefleet versions use).
-_ENTITY = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9])*$")
+#: ``ModelVersion`` as botocore's sagemaker-edge model allows it (1-64 chars, plus "-" which
+#: edgefleet versions use). Names follow the agent's alias rule (``edgefleet.names``).
 _VERSION = re.compile(r"^[a-zA-Z0-9 _.-]{1,64}$")
 _SHA1_HEX = re.compile(r"[0-9a-f]{40}")
+
+#: What to check when the control plane refuses the device's signature (HTTP 401/403).
+_CREDENTIALS_HINT = (" (check edgefleet_control_access_key_id, "
+                     "edgefleet_control_secret_access_key, the device and fleet names, and the "
+                     "device clock)")
 
 
 class ControlPlaneUnavailable(Unavailable):
@@ -76,7 +81,7 @@ class ControlPlaneUnavailable(Unavailable):
 
 def wire_model_name(name: str | None) -> str | None:
     """``name`` if botocore's ``ModelName`` shape accepts it (4-255 chars), else None."""
-    if name and 4 <= len(name) <= 255 and _ENTITY.fullmatch(name):
+    if name and 4 <= len(name) <= 255 and ALIAS_PATTERN.fullmatch(name):
         return name
     return None
 
@@ -122,7 +127,7 @@ class Deployment:
                 message names it.
         """
         name = raw.get("DeploymentName")
-        if not isinstance(name, str) or not _ENTITY.fullmatch(name):
+        if not isinstance(name, str) or not ALIAS_PATTERN.fullmatch(name):
             raise InvalidArgument(f"deployment without a valid DeploymentName: {name!r}")
         policy = raw.get("FailureHandlingPolicy") or "ROLLBACK_ON_FAILURE"
         if policy not in ("ROLLBACK_ON_FAILURE", "DO_NOTHING"):
@@ -135,8 +140,12 @@ class Deployment:
             checksum = item.get("Checksum") or {}
             if not isinstance(checksum, Mapping):
                 raise InvalidArgument(f"deployment {name}: Checksum is not an object")
-            if not isinstance(handle, str) or not _ENTITY.fullmatch(handle):
-                raise InvalidArgument(f"deployment {name}: invalid ModelHandle {handle!r}")
+            if not isinstance(handle, str):
+                raise InvalidArgument(f"deployment {name}: ModelHandle {handle!r} is not a name")
+            try:  # the handle becomes the model's alias: the agent's rule applies in full
+                check_alias(handle)
+            except InvalidArgument as error:
+                raise InvalidArgument(f"deployment {name}: ModelHandle: {error.message}") from None
             if state not in ("DEPLOY", "UNDEPLOY"):
                 raise InvalidArgument(f"deployment {name}: {handle} has unknown State {state!r}")
             if checksum.get("Type", "SHA1") != "SHA1":
@@ -241,9 +250,7 @@ class Boto3Transport:
         except ClientError as error:
             info = error.response.get("Error", {})
             status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-            hint = (" (check edgefleet_control_access_key_id, "
-                    "edgefleet_control_secret_access_key, the device and fleet names, and the "
-                    "device clock)" if status in (401, 403) else "")
+            hint = _CREDENTIALS_HINT if status in (401, 403) else ""
             raise ControlPlaneUnavailable(
                 f"{operation} refused by {self._endpoint} (HTTP {status}, "
                 f"{info.get('Code')}): {info.get('Message')}{hint}", status) from None
@@ -300,9 +307,10 @@ class Boto3Transport:
         try:
             if response.status != 200:
                 body = response.read(500).decode("utf-8", "replace")
+                hint = _CREDENTIALS_HINT if response.status in (401, 403) else ""
                 raise ControlPlaneUnavailable(
-                    f"download of {shown_url(url)} answered HTTP {response.status}: {body}",
-                    response.status)
+                    f"download of {shown_url(url)} answered HTTP {response.status}{hint}: "
+                    f"{body}", response.status)
             yield from response.stream(CHUNK_BYTES)
         except urllib3.exceptions.HTTPError as error:
             raise ControlPlaneUnavailable(

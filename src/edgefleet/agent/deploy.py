@@ -414,7 +414,7 @@ class DeploymentExecutor:
         try:
             _probe(model)
             self._check_stop()
-            old = self._registry.replace(model)
+            self._registry.replace(model)
         except Interrupted:
             _discard(model)
             raise
@@ -424,8 +424,6 @@ class DeploymentExecutor:
             raise DeploymentFailed(
                 f"version {model.info.version!r} did not answer a probe prediction (zeros of "
                 f"each input shape): {message}") from None
-        if old is not None and old.extracted_to is not None:
-            shutil.rmtree(old.extracted_to, ignore_errors=True)
         log.info("deployment %s: %s now serves version %r", deployment.name, definition.handle,
                  model.info.version)
         current = DeployedModel(url=str(archive), model_name=manifest_name or "",
@@ -471,9 +469,7 @@ class DeploymentExecutor:
                 self._unload(swap.handle)
             else:
                 model = self._service.open_model(previous["url"], swap.handle)
-                old = self._registry.replace(model)
-                if old is not None and old.extracted_to is not None:
-                    shutil.rmtree(old.extracted_to, ignore_errors=True)
+                self._registry.replace(model)
         except EdgefleetError as error:
             swap.outcome.rollback_failure = _clip(error.message)
             log.error("rollback of %r failed: %s", swap.handle, error.message)
@@ -543,7 +539,9 @@ class DeploymentExecutor:
             if kept.is_file():
                 return kept
         if self._download is None:
-            raise DeploymentFailed("no control plane is configured to download packages from")
+            raise DeploymentFailed(
+                "no control plane is configured to download packages from; set "
+                "sagemaker_edge_provider_provider to Aws and sagemaker_edge_core_endpoint_override")
         attempts = 1 + self._config.sagemaker_edge_model_deployment_max_retry
         backoff = Backoff(self._config.edgefleet_control_backoff_seconds,
                           self._config.edgefleet_control_max_backoff_seconds)
@@ -616,9 +614,7 @@ def _probe(model: LoadedModel) -> None:
 
 def _discard(model: LoadedModel) -> None:
     """Release a model that was opened but never published."""
-    model.runtime.unload()
-    if model.extracted_to is not None:
-        shutil.rmtree(model.extracted_to, ignore_errors=True)
+    model.release()
 
 
 def _manifest_name(model: LoadedModel) -> str | None:

@@ -184,7 +184,7 @@ class DeploymentWakeup:
             log.info("deployment notifications: connected to %s", self._address)
 
     def _on_connect_fail(self, _client: mqtt.Client, _userdata: Any) -> None:
-        self._problem("cannot connect")
+        self._problem("cannot connect (check edgefleet_mqtt_url and that the broker runs)")
 
     def _on_disconnect(self, _client: mqtt.Client, _userdata: Any, _flags: Any, reason: Any,
                        _properties: Any) -> None:

@@ -13,11 +13,11 @@ deployment bookkeeping attach without editing the registry.
 from __future__ import annotations
 
 import contextlib
+import shutil
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -68,7 +68,7 @@ class LoadedModel:
     """A published model: its runtime, what clients see of it, and its counters.
 
     ``extracted_to`` is the folder a ``.tar.gz`` package was extracted to for this model alone
-    (removed when the model is unloaded), or ``None``.
+    (removed by :meth:`release`), or ``None``.
     """
 
     info: ModelInfo
@@ -81,6 +81,15 @@ class LoadedModel:
     def __post_init__(self) -> None:
         self.inputs_by_name = {
             spec.name: (position, spec) for position, spec in enumerate(self.info.inputs)}
+
+    def release(self) -> None:
+        """Free the runtime and remove the folder extracted for this model (if any).
+
+        Call once, after the last prediction on this model has returned.
+        """
+        self.runtime.unload()
+        if self.extracted_to is not None:
+            shutil.rmtree(self.extracted_to, ignore_errors=True)
 
 
 Hook = Callable[[LoadedModel], None]
@@ -165,19 +174,6 @@ class ModelRegistry:
             if model.in_flight == 0:
                 self._idle.notify_all()
 
-    @contextmanager
-    def acquire(self, alias: str) -> Iterator[LoadedModel]:
-        """:meth:`checkout` and :meth:`checkin` around a ``with`` block.
-
-        Raises:
-            InvalidArgument: malformed alias; NotFound: no model under that alias.
-        """
-        model = self.checkout(alias)
-        try:
-            yield model
-        finally:
-            self.checkin(model)
-
     def unload(self, alias: str, timeout: float | None = None) -> LoadedModel:
         """Unpublish ``alias``, wait for its calls in flight, release its runtime.
 
@@ -192,7 +188,7 @@ class ModelRegistry:
             if model is None:
                 raise NotFound(self._not_loaded(alias))
             self._idle.wait_for(lambda: model.in_flight == 0, timeout)
-        model.runtime.unload()
+        model.release()
         for hook in self.on_unload:
             hook(model)
         return model
@@ -202,8 +198,7 @@ class ModelRegistry:
 
         Every call sees either the old or the new model, never NOT_FOUND. The old model's calls
         in flight finish on it; then its runtime is released and the ``on_unload`` hooks run for
-        it, and the ``on_load`` hooks for ``model``. Removing the old model's extracted folder is
-        the caller's job.
+        it, and the ``on_load`` hooks for ``model``.
 
         Args:
             model: an opened, unpublished model.
@@ -229,7 +224,7 @@ class ModelRegistry:
             if old is not None:
                 self._idle.wait_for(lambda: old.in_flight == 0, timeout)
         if old is not None:
-            old.runtime.unload()
+            old.release()
             for hook in self.on_unload:
                 hook(old)
         for hook in self.on_load:

@@ -167,10 +167,7 @@ class AgentService:
             NotFound: no model under that alias.
         """
         alias = _resolve_alias(name, handle)
-        model = self.registry.unload(alias)
-        if model.extracted_to is not None:
-            # A .tar.gz was extracted for this load only; nothing else uses that copy.
-            shutil.rmtree(model.extracted_to, ignore_errors=True)
+        self.registry.unload(alias)
         log.info("unloaded model %r", alias)
 
     def list_models(self) -> list[ModelInfo]:
@@ -431,11 +428,8 @@ class AgentService:
     # -- lifecycle --------------------------------------------------------------------------------
     def close(self, timeout: float | None = 30.0) -> None:
         """Unload every model (waiting for predictions in flight) and detach shared memory."""
-        extracted = [m.extracted_to for m in self.registry.models() if m.extracted_to]
         self.registry.close(timeout)
         self.shared_memory.close()
-        for directory in extracted:
-            shutil.rmtree(directory, ignore_errors=True)
 
 
 def _names(specs: Sequence[TensorSpec]) -> str:

@@ -74,8 +74,11 @@ def test_unload_waits_for_call_in_flight_and_spares_other_models() -> None:
     other.release.set()
 
     def call() -> None:
-        with registry.acquire("slow") as model:
+        model = registry.checkout("slow")
+        try:
             model.runtime.predict({})
+        finally:
+            registry.checkin(model)
 
     caller = threading.Thread(target=call)
     caller.start()
@@ -87,8 +90,9 @@ def test_unload_waits_for_call_in_flight_and_spares_other_models() -> None:
     assert not slow.unloaded.is_set()
     with pytest.raises(NotFound):  # unpublished at once: new calls are refused
         registry.get("slow")
-    with registry.acquire("other") as model:  # other models are not held up
-        model.runtime.predict({})
+    model = registry.checkout("other")  # other models are not held up
+    model.runtime.predict({})
+    registry.checkin(model)
     slow.release.set()
     caller.join(5)
     unloader.join(5)

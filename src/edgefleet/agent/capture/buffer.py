@@ -98,9 +98,10 @@ class CaptureBuffer:
 
     def complete(self, batch: Batch) -> None:
         """See :meth:`BatchSource.complete`."""
+        freed = sum(_data_bytes(r) for r in batch.requests)  # outside the lock put() needs
         with self._changed:
             self._held -= len(batch.requests)
-            self._held_bytes -= sum(_data_bytes(r) for r in batch.requests)
+            self._held_bytes -= freed
 
     def wake(self) -> None:
         """See :meth:`BatchSource.wake`."""

@@ -210,7 +210,8 @@ class Spool:
         if size > self._max_bytes:
             raise ResourceExhausted(
                 f"capture of {size} bytes exceeds the whole capture spool budget "
-                f"(edgefleet_capture_spool_max_bytes = {self._max_bytes})")
+                f"(edgefleet_capture_spool_max_bytes = {self._max_bytes}); send a smaller "
+                f"capture or raise that key")
         pending = _Pending(request, body, directory, wait)
         with self._queue_lock:
             if self._closing:
