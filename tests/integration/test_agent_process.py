@@ -84,7 +84,7 @@ def test_socket_held_by_a_live_agent_is_an_error(packages: Packages, tmp_path: P
     assert result.returncode != 0
     assert "another process is serving" in result.stderr
     # The first agent still serves.
-    assert agent.stub.ListModels(pb.ListModelsRequest()).models is not None
+    assert list(agent.stub.ListModels(pb.ListModelsRequest()).models) == []
     assert agent.stop() == 0
 
 

@@ -134,11 +134,9 @@ def test_stage_start_wakes_the_agent_at_once(
             wait_for(lambda n=name: server.admin.describe_device(n)["latest_heartbeat"], 10,
                      "a first heartbeat")
         time.sleep(0.5)
-        started = time.monotonic()
         server.admin.stage_action("push", "now", "start")
         wait_for(lambda: stage_statuses(server, "push", "now")["turbine-1"]["status"]
                  == "DEPLOYED", 15, "the deployment (the regular poll is an hour away)")
-        elapsed = time.monotonic() - started
         assert version(agents["turbine-1"]) == "1.0"
         np.testing.assert_array_equal(predict(agents["turbine-1"]),
                                       affine_reference(np.ones((1, 4)))[0])
@@ -153,7 +151,6 @@ def test_stage_start_wakes_the_agent_at_once(
         text = json.dumps(payload)
         for config in configs.values():
             assert config["edgefleet_control_secret_access_key"] not in text
-        assert elapsed < 15
     finally:
         recorder.close()
         logs = {n: a.log() for n, a in agents.items()}
@@ -199,8 +196,8 @@ def test_broker_down_never_fails_a_stage_or_the_agent(
 def start_private_broker(port: int, folder: Path) -> subprocess.Popen[bytes]:
     """A Mosquitto of our own on ``port`` (anonymous, loopback only), to stop and restart."""
     binary = shutil.which("mosquitto") or shutil.which("mosquitto", path="/usr/sbin")
-    if binary is None:
-        pytest.skip("no mosquitto binary to run a private broker with")
+    if binary is None:  # fail, not skip: the reconnect test must not vanish silently
+        raise RuntimeError("the mosquitto binary is missing: apt-get install mosquitto")
     config = folder / "mosquitto.conf"
     config.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\n")
     process = subprocess.Popen([binary, "-c", str(config)], stdout=subprocess.DEVNULL,
