@@ -25,8 +25,10 @@ def test_fleet_device_and_errors(api: TestClient) -> None:
     assert created.status_code == 201
     again = api.post("/api/v1/fleets", json={"name": "wind", "output_location": "s3://b/p"})
     assert again.status_code == 409 and "pick another name" in again.json()["message"]
-    assert api.post("/api/v1/fleets", json={"name": "bad name", "output_location": "x"}
-                    ).status_code == 422
+    invalid = api.post("/api/v1/fleets", json={"name": "bad name", "output_location": "x"})
+    assert invalid.status_code == 422
+    assert invalid.json()["error"] == "InvalidArgument"
+    assert invalid.json()["message"].startswith("invalid request: body.name: String should match")
     answer = api.post("/api/v1/devices", json={"name": "t1", "fleet": "wind",
                                                "root_certs_path": "/opt/certs"})
     assert answer.status_code == 201

@@ -13,13 +13,13 @@ from dataclasses import dataclass
 
 import grpc
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 import edgefleet
 from edgefleet.errors import EdgefleetError
-from edgefleet.fleet import admin_api, edge_api
+from edgefleet.fleet import admin_api, edge_api, schemas
 from edgefleet.fleet.crypto import ServerKey
 from edgefleet.fleet.db.engine import make_engine, make_sessionmaker
 from edgefleet.fleet.edge import CredentialCache
@@ -48,7 +48,6 @@ class Context:
     credential cache, the heartbeat writer and the MQTT notifier of stage starts (None: off)."""
 
     settings: ServerSettings
-    engine: Engine
     sessions: sessionmaker[Session]
     key: ServerKey
     store: ObjectStore
@@ -59,6 +58,14 @@ class Context:
     def base_url(self, request: Request) -> str:
         """The URL devices reach this server at: ``public_url`` or the request's own base."""
         return (self.settings.public_url or str(request.base_url)).rstrip("/")
+
+
+def _invalid_request(_request: Request, exc: Exception) -> JSONResponse:
+    # FastAPI's own 422 body is a list of dicts; answer in the shape of every other error.
+    assert isinstance(exc, RequestValidationError)
+    return JSONResponse({"error": "InvalidArgument",
+                         "message": f"invalid request: {schemas.describe_errors(exc.errors())}"},
+                        status_code=422)
 
 
 def _management_error(_request: Request, exc: Exception) -> JSONResponse:
@@ -74,7 +81,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
     engine = make_engine(settings.resolved_database_url())
     sessions = make_sessionmaker(engine)
     context = Context(
-        settings=settings, engine=engine, sessions=sessions,
+        settings=settings, sessions=sessions,
         key=ServerKey.load_or_create(settings.resolved_server_key_file()),
         store=open_object_store(settings.object_store, data_dir),
         credentials=CredentialCache(settings.credential_cache_seconds),
@@ -93,6 +100,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
                     "(SigV4-signed by each device's own credentials).")
     app.state.context = context
     app.add_exception_handler(EdgefleetError, _management_error)
+    app.add_exception_handler(RequestValidationError, _invalid_request)
     app.include_router(admin_api.public)
     app.include_router(admin_api.router)
     app.include_router(edge_api.router)

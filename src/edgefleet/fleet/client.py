@@ -52,10 +52,11 @@ class AdminClient:
                               "check --server and that `edgefleet server` runs") from exc
         if answer.status_code >= 400:
             try:
-                message = answer.json().get("message") or answer.json().get("detail")
+                body = answer.json()
             except ValueError:
-                message = answer.text
-            raise ApiError(answer.status_code, str(message))
+                body = None
+            message = body.get("message") if isinstance(body, dict) else None
+            raise ApiError(answer.status_code, str(message or answer.text))
         if answer.status_code == 204:
             return None
         if answer.headers.get("content-type", "").startswith("application/json"):

@@ -82,8 +82,9 @@ def _parse(model: type[_Body], body: bytes) -> _Body:
     try:
         return model.model_validate_json(body or b"{}")
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise InvalidArgument(f"invalid {model.__name__} request: {problems}") from None
+        raise InvalidArgument(
+            f"invalid {model.__name__} request: {schemas.describe_errors(exc.errors())}"
+        ) from None
 
 
 def _url_for(request: Request) -> Callable[[str], str]:
@@ -143,8 +144,11 @@ async def send_heartbeat(request: Request) -> Response:
     identity, beat = await _authorized(request, schemas.Heartbeat)
     edge.require_self(identity, beat.DeviceName, beat.DeviceFleetName)
     try:
-        await asyncio.wrap_future(request.app.state.context.heartbeats.submit(
-            edge.ReceivedHeartbeat(identity.device_id, beat, time.time())))
+        # submit() may block (see HeartbeatWriter.submit): off the event loop.
+        committed = await run_in_threadpool(
+            request.app.state.context.heartbeats.submit,
+            edge.ReceivedHeartbeat(identity.device_id, beat, time.time()))
+        await asyncio.wrap_future(committed)
     except SQLAlchemyError:
         raise Unavailable("the heartbeat was not stored (database error, see the server "
                           "log); send it again") from None

@@ -94,8 +94,10 @@ def create_plan(session: Session, spec: schemas.PlanCreate) -> schemas.PlanOut:
     if session.scalar(select(DeploymentPlan.id).where(DeploymentPlan.name == spec.name)):
         raise AlreadyExists(f"deployment plan {spec.name!r} already exists; pick another name")
     handles = [m.model_handle for m in spec.models]
-    if len(set(handles)) != len(handles):
-        raise InvalidArgument("model handles within a plan must be unique")
+    repeated = sorted({h for h in handles if handles.count(h) > 1})
+    if repeated:
+        raise InvalidArgument(f"model handles within a plan must be unique; "
+                              f"{', '.join(repeated)} appear more than once")
     fleet = get_fleet(session, spec.fleet)
     jobs = []
     for model in spec.models:

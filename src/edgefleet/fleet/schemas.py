@@ -8,14 +8,18 @@ carry the meaning of SageMaker's edge operations (shared/spec/control-plane.md) 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from edgefleet.names import ALIAS_PATTERN
+
 #: DeviceName / DeviceFleetName in the service model.
 NAME_PATTERN = r"^[a-zA-Z0-9](-*_*[a-zA-Z0-9])*$"
-#: EntityName (deployment names, model handles, plan and stage names): no underscores.
-ENTITY_PATTERN = r"^[a-zA-Z0-9](-*[a-zA-Z0-9])*$"
+#: EntityName (deployment names, model handles, plan and stage names): no underscores; the
+#: agent's model alias rule, since model handles become aliases.
+ENTITY_PATTERN = ALIAS_PATTERN.pattern
 #: Version (agent and model versions), plus "-" which edgefleet package versions allow.
 VERSION_PATTERN = r"^[a-zA-Z0-9 _.-]+$"
 
@@ -320,8 +324,6 @@ class FleetReport(BaseModel):
     model_stats: list[ModelStat]
 
 
-class ErrorOut(BaseModel):
-    """Every management API error: what was wrong and what to do."""
-
-    error: str
-    message: str
+def describe_errors(errors: Sequence[Any]) -> str:
+    """One line per pydantic/FastAPI validation error: ``field.path: what was wrong``."""
+    return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors)
