@@ -28,6 +28,7 @@ exceeded by at most one batch).
 
 from __future__ import annotations
 
+import builtins
 import json
 import logging
 import sqlite3
@@ -359,43 +360,49 @@ class Spool:
 
     def take_batches(self, limit: int) -> list[Batch]:
         """See :meth:`BatchSource.take_batches`: first the batches formed before a restart."""
+        formed = 0
         with self._db_lock:
             if self._reopened:
                 ids, self._reopened = self._reopened, []
-                return [self._load(batch_id) for batch_id in ids]
-            rows = self._db.execute(
-                "SELECT seq, directory FROM records WHERE batch IS NULL ORDER BY seq LIMIT ?",
-                (limit,)).fetchall()
-            groups: dict[str, list[int]] = {}
-            for seq, directory in rows:
-                groups.setdefault(directory, []).append(seq)
-            ids = []
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                for directory, seqs in groups.items():
-                    cursor = self._db.execute("INSERT INTO batches (key) VALUES ('')")
-                    batch_id = cursor.lastrowid
-                    assert batch_id is not None
-                    self._db.execute("UPDATE batches SET key = ? WHERE id = ?",
-                                     (self._layout.key(directory, self.stream, batch_id),
-                                      batch_id))
-                    self._db.executemany("UPDATE records SET batch = ? WHERE seq = ?",
-                                         [(batch_id, seq) for seq in seqs])
-                    ids.append(batch_id)
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            batches = [self._load(batch_id) for batch_id in ids]
-        with self._changed:
-            self._unbatched -= len(rows)
-        return batches
+            else:
+                rows = self._db.execute(
+                    "SELECT seq, directory FROM records WHERE batch IS NULL ORDER BY seq "
+                    "LIMIT ?", (limit,)).fetchall()
+                formed = len(rows)
+                groups: dict[str, list[int]] = {}
+                for seq, directory in rows:
+                    groups.setdefault(directory, []).append(seq)
+                ids = []
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    for directory, seqs in groups.items():
+                        cursor = self._db.execute("INSERT INTO batches (key) VALUES ('')")
+                        batch_id = cursor.lastrowid
+                        assert batch_id is not None
+                        self._db.execute("UPDATE batches SET key = ? WHERE id = ?",
+                                         (self._layout.key(directory, self.stream, batch_id),
+                                          batch_id))
+                        self._db.executemany("UPDATE records SET batch = ? WHERE seq = ?",
+                                             [(batch_id, seq) for seq in seqs])
+                        ids.append(batch_id)
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+            stored = [self._fetch(batch_id) for batch_id in ids]
+        if formed:
+            with self._changed:
+                self._unbatched -= formed
+        # Decoding copies every payload: done after the lock that CaptureData's commits need.
+        return [Batch(key, tuple(unpack_request(body) for body in bodies), batch_id)
+                for batch_id, key, bodies in stored]
 
-    def _load(self, batch_id: int) -> Batch:
+    def _fetch(self, batch_id: int) -> tuple[int, str, list[builtins.bytes]]:
+        """A batch's key and its records' packed bodies (called with the database lock)."""
         key = self._db.execute("SELECT key FROM batches WHERE id = ?", (batch_id,)).fetchone()[0]
-        requests = tuple(unpack_request(row[0]) for row in self._db.execute(
-            "SELECT body FROM records WHERE batch = ? ORDER BY seq", (batch_id,)))
-        return Batch(key, requests, batch_id)
+        bodies = [row[0] for row in self._db.execute(
+            "SELECT body FROM records WHERE batch = ? ORDER BY seq", (batch_id,))]
+        return batch_id, key, bodies
 
     def complete(self, batch: Batch) -> None:
         """See :meth:`BatchSource.complete`: delete the batch, remember its ids as stored."""
