@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from integration.s3server import S3Server
 
-from edgefleet.agent.capture import Backoff, CaptureService
+from edgefleet.agent.capture import CaptureService, RetryPolicy
 from edgefleet.agent.config import AgentConfig
 from edgefleet.agent.types import (
     AuxiliaryEncoding,
@@ -26,7 +26,7 @@ from edgefleet.errors import FailedPrecondition
 # No skip when SeaweedFS is missing: it is a dev dependency, and S3 evidence must not vanish
 # silently (S3Server says what to install).
 pytestmark = pytest.mark.slow
-FAST = Backoff(initial=0.05, maximum=0.5)
+FAST = RetryPolicy(initial=0.05, maximum=0.5)
 _buckets = itertools.count()
 
 

@@ -27,7 +27,6 @@ from __future__ import annotations
 import collections
 import hashlib
 import logging
-import random
 import re
 import threading
 import time
@@ -37,6 +36,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, cast
 from urllib.parse import parse_qs, urlsplit
 
 from edgefleet import __version__
+from edgefleet.agent.backoff import Backoff
 from edgefleet.agent.config import AgentConfig
 from edgefleet.errors import ConfigError, EdgefleetError, InvalidArgument, Unavailable
 from edgefleet.names import ALIAS_PATTERN, check_alias
@@ -89,6 +89,12 @@ def wire_model_name(name: str | None) -> str | None:
 def wire_version(version: str | None) -> str | None:
     """``version`` if a ``ModelVersion`` may carry it, else None."""
     return version if version and _VERSION.fullmatch(version) else None
+
+
+def control_backoff(config: AgentConfig) -> Backoff:
+    """Retry delays for control-plane requests and package downloads, from the config."""
+    return Backoff(config.edgefleet_control_backoff_seconds,
+                   config.edgefleet_control_max_backoff_seconds)
 
 
 # -- wire shapes of GetDeployments ----------------------------------------------------------------
@@ -406,31 +412,6 @@ def make_transport(config: AgentConfig) -> ControlTransport | None:
 
 # -- the client -----------------------------------------------------------------------------------
 
-class Backoff:
-    """Exponential backoff with jitter.
-
-    The n-th consecutive delay is drawn uniformly from ``[d/2, d]`` with
-    ``d = min(maximum, first * 2**(n-1))`` (seconds): the jitter spreads a fleet's retries after
-    an outage of the control plane.
-    """
-
-    def __init__(self, first: float, maximum: float, rng: random.Random | None = None) -> None:
-        self._first = first
-        self._maximum = max(first, maximum)
-        self._failures = 0
-        self._rng = rng or random.Random()
-
-    def next_delay(self) -> float:
-        """The delay before the next retry, in seconds; each call counts one more failure."""
-        ceiling = min(self._maximum, self._first * 2.0 ** min(self._failures, 60))
-        self._failures += 1
-        return self._rng.uniform(ceiling / 2, ceiling)
-
-    def reset(self) -> None:
-        """A request succeeded: the next failure waits ``first`` seconds again (at most)."""
-        self._failures = 0
-
-
 class ControlClient:
     """Registration checks, heartbeats and deployment polls against one control plane.
 
@@ -464,8 +445,7 @@ class ControlClient:
                              daemon=True)]
 
     def _backoff(self) -> Backoff:
-        return Backoff(self._config.edgefleet_control_backoff_seconds,
-                       self._config.edgefleet_control_max_backoff_seconds)
+        return control_backoff(self._config)
 
     # -- one step each (also what the unit tests drive) -------------------------------------------
     def check_registration(self) -> float:

@@ -46,9 +46,9 @@ import numpy as np
 
 from edgefleet.agent.config import AgentConfig
 from edgefleet.agent.control import (
-    Backoff,
     Definition,
     Deployment,
+    control_backoff,
     shown_url,
     wire_model_name,
     wire_version,
@@ -543,8 +543,7 @@ class DeploymentExecutor:
                 "no control plane is configured to download packages from; set "
                 "sagemaker_edge_provider_provider to Aws and sagemaker_edge_core_endpoint_override")
         attempts = 1 + self._config.sagemaker_edge_model_deployment_max_retry
-        backoff = Backoff(self._config.edgefleet_control_backoff_seconds,
-                          self._config.edgefleet_control_max_backoff_seconds)
+        backoff = control_backoff(self._config)
         problem = ""
         for attempt in range(1, attempts + 1):
             self._check_stop()

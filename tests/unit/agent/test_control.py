@@ -18,9 +18,9 @@ import pytest
 from botocore.validate import validate_parameters
 from support.models import affine_model
 
+from edgefleet.agent.backoff import Backoff
 from edgefleet.agent.config import AgentConfig
 from edgefleet.agent.control import (
-    Backoff,
     Boto3Transport,
     ControlClient,
     ControlPlaneUnavailable,

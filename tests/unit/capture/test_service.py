@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgefleet.agent.capture import Backoff, CaptureService, MemorySink, read_batch_file
+from edgefleet.agent.capture import CaptureService, MemorySink, RetryPolicy, read_batch_file
 from edgefleet.agent.capture.records import BatchFile
 from edgefleet.agent.config import AgentConfig
 from edgefleet.agent.types import CaptureRequest, CaptureStatus
@@ -19,7 +19,7 @@ from edgefleet.errors import AlreadyExists, FailedPrecondition, NotFound, Resour
 MakeCapture = Callable[..., CaptureRequest]
 MakeConfig = Callable[..., AgentConfig]
 WaitUntil = Callable[..., None]
-FAST = Backoff(initial=0.02, maximum=0.1)
+FAST = RetryPolicy(initial=0.02, maximum=0.1)
 
 
 class GatedSink(MemorySink):

@@ -11,11 +11,10 @@ from edgefleet.agent.capture.records import (
     decode_batch,
     read_batch_file,
 )
-from edgefleet.agent.capture.service import Backoff, CaptureService, sink_from_config
+from edgefleet.agent.capture.service import CaptureService, RetryPolicy, sink_from_config
 from edgefleet.agent.capture.sinks import CaptureSink, DiskSink, MemorySink, S3Sink
 
 __all__ = [
-    "Backoff",
     "BatchFile",
     "CaptureRecord",
     "CaptureService",
@@ -23,6 +22,7 @@ __all__ = [
     "DeviceIdentity",
     "DiskSink",
     "MemorySink",
+    "RetryPolicy",
     "S3Sink",
     "decode_batch",
     "read_batch_file",

@@ -27,6 +27,7 @@ import threading
 import time
 from dataclasses import dataclass
 
+from edgefleet.agent.backoff import Backoff
 from edgefleet.agent.capture.batcher import Batch, BatchSource, Layout
 from edgefleet.agent.capture.buffer import CaptureBuffer
 from edgefleet.agent.capture.records import DeviceIdentity, encode_batch
@@ -45,12 +46,16 @@ SPOOL_FILE = "capture/spool.sqlite"
 
 
 @dataclass(frozen=True, slots=True)
-class Backoff:
-    """Delays between attempts to store a batch that failed: ``initial`` seconds, doubling up to
-    ``maximum`` seconds."""
+class RetryPolicy:
+    """Delays between attempts to store a batch that failed: about ``initial`` seconds, doubling
+    up to ``maximum`` seconds, with jitter (see :class:`~edgefleet.agent.backoff.Backoff`)."""
 
     initial: float = 0.5
     maximum: float = 30.0
+
+    def start(self) -> Backoff:
+        """A fresh sequence of delays for one batch."""
+        return Backoff(self.initial, self.maximum)
 
 
 def sink_from_config(config: AgentConfig) -> CaptureSink:
@@ -77,7 +82,7 @@ class CaptureService:
     """
 
     def __init__(self, config: AgentConfig, *, sink: CaptureSink | None = None,
-                 retry: Backoff = Backoff()) -> None:
+                 retry: RetryPolicy = RetryPolicy()) -> None:
         self._config = config
         self._sink = sink if sink is not None else sink_from_config(config)
         self._retry = retry
@@ -280,7 +285,8 @@ class CaptureService:
             self._source.complete(batch)
             self._given_up([r.capture_id for r in batch.requests])
             return True
-        delay = self._retry.initial
+        backoff = self._retry.start()
+        delay = backoff.next_delay()
         while True:
             try:
                 self._sink.write(files)
@@ -297,7 +303,7 @@ class CaptureService:
                 time.sleep(min(delay, remaining))
             else:
                 self._stop.wait(delay)
-            delay = min(delay * 2, self._retry.maximum)
+            delay = backoff.next_delay()
         if self._down is not None:
             log.info("capture destination %s is back; %s", self._sink.describe(),
                      self._backlog())
