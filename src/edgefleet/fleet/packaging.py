@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -19,14 +18,21 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from edgefleet.errors import AlreadyExists, EdgefleetError, NotFound
+from edgefleet.errors import (
+    AlreadyExists,
+    EdgefleetError,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+)
 from edgefleet.fleet import schemas
 from edgefleet.fleet.bootstrap import signing_identity
 from edgefleet.fleet.crypto import ServerKey
 from edgefleet.fleet.db.models import PackagingJob
 from edgefleet.fleet.storage import ObjectStore
-from edgefleet.package.build import build_package
+from edgefleet.package.build import build_signed
 from edgefleet.package.manifest import check_model_name, check_model_version
+from edgefleet.package.signing import parse_signing_identity
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +84,8 @@ def create_job(sessions: sessionmaker[Session], key: ServerKey, store: ObjectSto
     Raises:
         InvalidArgument: bad model name or version.
         AlreadyExists: the job name is taken.
+        FailedPrecondition: the server's signing key or certificate is unusable (a model the
+            server cannot package is not an error here: the job is recorded as FAILED).
     """
     check_model_name(model_name)
     check_model_version(model_version)
@@ -85,19 +93,19 @@ def create_job(sessions: sessionmaker[Session], key: ServerKey, store: ObjectSto
         if session.scalar(select(PackagingJob.id).where(PackagingJob.name == name)) is not None:
             raise AlreadyExists(f"packaging job {name!r} already exists; pick another job name")
         key_pem, cert_pem = signing_identity(session, key)
+    try:
+        signing_key, chain = parse_signing_identity(
+            key_pem, cert_pem, key_source="the server's signing key",
+            cert_source="the server's signing certificate")
+    except InvalidArgument as exc:  # the server's state, not the uploaded model, is at fault
+        raise FailedPrecondition(f"cannot sign packages: {exc.message}; the server's signing "
+                                 f"key in the database is damaged") from None
     job = PackagingJob(name=name, model_name=model_name, model_version=model_version,
                        status="FAILED", status_message="", created_at=time.time())
     with tempfile.TemporaryDirectory(prefix="edgefleet-pack-") as tmp:
-        work = Path(tmp)
-        key_path = work / "signing.key"
-        fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as out:
-            out.write(key_pem)
-        (work / "signing.pem").write_bytes(cert_pem)
         try:
-            archive = build_package(model_path, name=model_name, version=model_version,
-                                    key_path=key_path, cert_path=work / "signing.pem",
-                                    out_dir=work / "out")
+            archive = build_signed(model_path, name=model_name, version=model_version,
+                                   key=signing_key, chain=chain, out_dir=Path(tmp))
         except EdgefleetError as exc:
             job.status_message = f"packaging failed: {exc.message}"
             log.info("packaging job %s failed: %s", name, exc.message)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from cryptography import x509
+
 from edgefleet.agent.runtimes import RuntimeOptions, load_runtime
 from edgefleet.errors import NotFound
 from edgefleet.package.archive import write_archive
@@ -16,7 +18,7 @@ from edgefleet.package.manifest import (
     check_model_name,
     check_model_version,
 )
-from edgefleet.package.signing import load_signing_identity, sign_manifest
+from edgefleet.package.signing import SigningKey, load_signing_identity, sign_manifest
 
 
 def build_package(model_path: Path, *, name: str, version: str, key_path: Path,
@@ -47,11 +49,23 @@ def build_package(model_path: Path, *, name: str, version: str, key_path: Path,
             dtypes the agent API cannot carry.
         ResourceExhausted: not enough memory to load the model.
     """
+    key, chain = load_signing_identity(key_path, cert_path)
+    return build_signed(model_path, name=name, version=version, key=key, chain=chain,
+                        out_dir=out_dir)
+
+
+def build_signed(model_path: Path, *, name: str, version: str, key: SigningKey,
+                 chain: tuple[x509.Certificate, ...], out_dir: Path) -> Path:
+    """:func:`build_package` with the signing key and certificate chain already in memory
+    (the control plane keeps its key encrypted in the database, never in a file).
+
+    Raises:
+        The errors of :func:`build_package` but those about key and certificate files.
+    """
     check_model_name(name)
     check_model_version(version)
     if not model_path.is_file():
         raise NotFound(f"model file {model_path} does not exist")
-    key, chain = load_signing_identity(key_path, cert_path)
     runtime = load_runtime("onnx", model_path, RuntimeOptions())
     inputs, outputs = runtime.inputs, runtime.outputs
     runtime.unload()

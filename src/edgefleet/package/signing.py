@@ -209,23 +209,41 @@ def load_signing_identity(
         if not path.is_file():
             raise NotFound(f"{path} does not exist; create a signing key and certificate with "
                            f"`edgefleet keys init`")
+    return parse_signing_identity(key_path.read_bytes(), cert_path.read_bytes(),
+                                  key_source=str(key_path), cert_source=str(cert_path))
+
+
+def parse_signing_identity(
+        key_pem: bytes, cert_pem: bytes, *, key_source: str = "the signing key",
+        cert_source: str = "the certificate") -> tuple[SigningKey, tuple[x509.Certificate, ...]]:
+    """Parse a signing key and its certificate chain held in memory (PEM bytes).
+
+    Args:
+        key_pem: unencrypted PEM private key (PKCS #8 or SEC1), ECDSA P-256 or Ed25519.
+        cert_pem: PEM certificates: the key's certificate first, then intermediates if any.
+        key_source, cert_source: where the bytes came from, for error messages.
+
+    Raises:
+        InvalidArgument: not PEM, an encrypted key, another kind of key, or a certificate of a
+            different key.
+    """
     try:
-        key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
+        key = serialization.load_pem_private_key(key_pem, password=None)
     except (ValueError, TypeError) as error:
         raise InvalidArgument(
-            f"{key_path} is not an unencrypted PEM private key ({error})") from None
+            f"{key_source} is not an unencrypted PEM private key ({error})") from None
     if not isinstance(key, ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey):
         raise InvalidArgument(
-            f"{key_path} holds a {type(key).__name__}; package signing keys are ECDSA P-256 or "
-            f"Ed25519")
+            f"{key_source} holds a {type(key).__name__}; package signing keys are ECDSA P-256 "
+            f"or Ed25519")
     try:
-        chain = tuple(x509.load_pem_x509_certificates(cert_path.read_bytes()))
+        chain = tuple(x509.load_pem_x509_certificates(cert_pem))
     except ValueError as error:
-        raise InvalidArgument(f"{cert_path} is not a PEM certificate ({error})") from None
+        raise InvalidArgument(f"{cert_source} is not a PEM certificate ({error})") from None
     if chain[0].public_key() != key.public_key():
         raise InvalidArgument(
-            f"the first certificate in {cert_path} ({chain[0].subject.rfc4514_string()!r}) "
-            f"does not belong to the key in {key_path}; pass the certificate issued for it")
+            f"the first certificate in {cert_source} ({chain[0].subject.rfc4514_string()!r}) "
+            f"does not belong to the key ({key_source}); pass the certificate issued for it")
     return key, chain
 
 
