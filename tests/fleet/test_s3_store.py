@@ -11,7 +11,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 from fleet.fleet_support import register, sha1
-from integration.s3server import ACCESS_KEY, SECRET_KEY, S3Server
+from support.s3server import ACCESS_KEY, SECRET_KEY, S3Server
 
 from edgefleet.fleet.settings import ServerSettings
 

@@ -12,10 +12,10 @@ from typing import Any
 import grpc
 import numpy as np
 import pytest
-from integration.s3server import S3Server
 from support.agent_process import AgentProcess, start_agent
 from support.models import affine_reference
 from support.packages import Packages, base_config
+from support.s3server import S3Server
 
 from edgefleet.proto import agent_pb2 as pb
 

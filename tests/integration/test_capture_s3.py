@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from integration.s3server import S3Server
+from support.s3server import S3Server
 
 from edgefleet.agent.capture import CaptureService, RetryPolicy
 from edgefleet.agent.config import AgentConfig

@@ -24,11 +24,13 @@ from typing import Any
 import numpy as np
 import paho.mqtt.client as mqtt
 import pytest
-from integration.test_rollout import (
+from paho.mqtt.enums import CallbackAPIVersion
+from support.agent_process import start_agent
+from support.fleet_server import (
     FLEET,
     Server,
-    _free_port,
-    _healthy,
+    free_port,
+    healthy,
     package_job,
     predict,
     register,
@@ -37,8 +39,6 @@ from integration.test_rollout import (
     version,
     wait_for,
 )
-from paho.mqtt.enums import CallbackAPIVersion
-from support.agent_process import start_agent
 from support.models import affine_reference
 from support.packages import Packages
 
@@ -55,14 +55,14 @@ HOUR = 3600.0
 
 def start_mqtt_server(data_dir: Path, log: Path, mqtt_url: str, prefix: str) -> Server:
     """``edgefleet server`` with ``--mqtt-url`` and ``--mqtt-topic-prefix``."""
-    port = _free_port()
+    port = free_port()
     with log.open("ab") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "edgefleet.fleet", "server", "--port", str(port),
              "--data-dir", str(data_dir), "--mqtt-url", mqtt_url, "--mqtt-topic-prefix", prefix],
             stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    wait_for(lambda: _healthy(url, process, log), 60, "the server to start")
+    wait_for(lambda: healthy(url, process, log), 60, "the server to start")
     admin = AdminClient(url, (data_dir / "admin-token").read_text().strip())
     return Server(url, data_dir, process, log, admin)
 
@@ -165,7 +165,7 @@ def test_stage_start_wakes_the_agent_at_once(
 @pytest.mark.slow
 def test_broker_down_never_fails_a_stage_or_the_agent(
         prefix: str, packages: Packages, tmp_path: Path) -> None:
-    nowhere = f"mqtt://127.0.0.1:{_free_port()}"  # nothing listens there
+    nowhere = f"mqtt://127.0.0.1:{free_port()}"  # nothing listens there
     server = start_mqtt_server(tmp_path / "server", tmp_path / "server.log", nowhere, prefix)
     try:
         server.admin.create_fleet(FLEET, "s3://captures/wind")
@@ -218,7 +218,7 @@ def start_private_broker(port: int, folder: Path) -> subprocess.Popen[bytes]:
 @pytest.mark.slow
 def test_a_notification_missed_during_a_broker_outage_is_made_up_on_reconnect(
         prefix: str, packages: Packages, tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     broker = start_private_broker(port, tmp_path)
     url = f"mqtt://127.0.0.1:{port}"
     server = start_mqtt_server(tmp_path / "server", tmp_path / "server.log", url, prefix)

@@ -13,141 +13,39 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
-import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-import httpx
 import numpy as np
 import pytest
-from support.agent_process import AgentProcess, start_agent
+from support.agent_process import start_agent
+from support.fleet_server import (
+    FLEET,
+    Server,
+    free_port,
+    package_job,
+    predict,
+    register,
+    run_stage,
+    stage_statuses,
+    start_server,
+    stop_server,
+    version,
+    wait_for,
+)
 from support.models import affine_reference
 from support.packages import Packages
 
-from edgefleet.fleet.client import AdminClient
 from edgefleet.proto import agent_pb2 as pb
 
 pytestmark = pytest.mark.slow
 
-FLEET = "wind"
-
-
-@dataclass
-class Server:
-    """A running ``edgefleet server`` (SQLite and the local object store in ``data_dir``)."""
-
-    url: str
-    data_dir: Path
-    process: subprocess.Popen[bytes]
-    log: Path
-    admin: AdminClient
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def start_server(data_dir: Path, port: int, log: Path) -> Server:
-    with log.open("ab") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "edgefleet.fleet", "server", "--port", str(port),
-             "--data-dir", str(data_dir)], stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    wait_for(lambda: _healthy(url, process, log), 60, "the server to start")
-    admin = AdminClient(url, (data_dir / "admin-token").read_text().strip())
-    return Server(url, data_dir, process, log, admin)
-
-
-def stop_server(server: Server) -> None:
-    server.admin.close()
-    if server.process.poll() is None:
-        server.process.send_signal(signal.SIGTERM)
-        server.process.wait(timeout=20)
-
-
 @pytest.fixture()
 def server(tmp_path: Path) -> Iterator[Server]:
-    running = start_server(tmp_path / "server", _free_port(), tmp_path / "server.log")
+    running = start_server(tmp_path / "server", free_port(), tmp_path / "server.log")
     yield running
     stop_server(running)
-
-
-def _healthy(url: str, process: subprocess.Popen[bytes], log: Path) -> bool:
-    if process.poll() is not None:
-        raise AssertionError(f"server exited: {log.read_text()}")
-    try:
-        return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
-def wait_for(condition: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-
-
-def register(server: Server, name: str, workdir: Path, certs: Path,
-             **keys: Any) -> dict[str, Any]:
-    """Register a device; its agent config as the server wrote it, plus fast test timings."""
-    answer = server.admin.register_device({"name": name, "fleet": FLEET,
-                                           "root_certs_path": str(certs)})
-    return {**answer["agent_config"],
-            "sagemaker_edge_local_data_root_path": str(workdir / "data"),
-            "sagemaker_edge_model_deployment_max_retry": 1,
-            "edgefleet_deployment_poll_seconds": 0.3,
-            "edgefleet_heartbeat_interval_seconds": 0.5,
-            "edgefleet_deployment_health_seconds": 1.0,
-            "edgefleet_control_backoff_seconds": 0.2,
-            "sagemaker_edge_log_verbose": False, **keys}
-
-
-def package_job(server: Server, name: str, version: str, packages: Packages,
-                model_file: str) -> dict[str, Any]:
-    job: dict[str, Any] = server.admin.create_packaging_job(
-        name, "affine", version, packages.models / model_file)
-    assert job["status"] == "COMPLETED", job
-    return job
-
-
-def stage_statuses(server: Server, plan: str, stage: str) -> dict[str, Any]:
-    return {d["device_name"]: d for d in server.admin.stage_devices(plan, stage)}
-
-
-def run_stage(server: Server, plan: str, stage: str, devices: int) -> Any:
-    server.admin.stage_action(plan, stage, "start")
-    return wait_for(lambda: (lambda s: s if len(s) == devices and all(
-        d["status"] in ("DEPLOYED", "FAILED") for d in s.values()) else None)(
-            stage_statuses(server, plan, stage)), 60, f"stage {stage} to finish")
-
-
-def version(agent: AgentProcess) -> str:
-    model = agent.stub.DescribeModel(pb.DescribeModelRequest(name="affine")).model
-    listed = {m.name: m for m in agent.stub.ListModels(pb.ListModelsRequest()).models}
-    assert set(listed) == {"affine"}
-    assert listed["affine"].url == model.url
-    # Deployed models load from their package archive, named <model name>-<version>.tar.gz.
-    return Path(model.url).name.removesuffix(".tar.gz").split("-")[1]
-
-
-def predict(agent: AgentProcess) -> np.ndarray:
-    x = np.ones((1, 4), np.float32)
-    reply = agent.stub.Predict(pb.PredictRequest(name="affine", tensors=[pb.Tensor(
-        tensor_metadata=pb.TensorMetadata(name=b"x", data_type=pb.FLOAT32, shape=[1, 4]),
-        byte_data=x.tobytes())]))
-    return np.frombuffer(reply.tensors[0].byte_data, np.float32).reshape(1, 4)
 
 
 @pytest.fixture()
