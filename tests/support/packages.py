@@ -55,3 +55,12 @@ def base_config(packages: Packages, **extra: Any) -> dict[str, Any]:
         "sagemaker_edge_log_verbose": True,
         **extra,
     }
+
+
+def signed_affine(base: Path, version: str) -> tuple[Path, Path]:
+    """A signed package of the affine test model: (archive, folder of the root certificate)."""
+    keys = init_keys(base / "keys")
+    archive = build_package(affine_model(base / "affine.onnx"), name="affine", version=version,
+                            key_path=keys.signing_key, cert_path=keys.signing_cert,
+                            out_dir=base / "out")
+    return archive, keys.root_certs_dir

@@ -16,7 +16,7 @@ import botocore.session
 import numpy as np
 import pytest
 from botocore.validate import validate_parameters
-from support.models import affine_model
+from support.packages import signed_affine
 
 from edgefleet.agent.backoff import Backoff
 from edgefleet.agent.config import AgentConfig
@@ -33,7 +33,6 @@ from edgefleet.agent.service import AgentService
 from edgefleet.agent.types import CaptureRequest, CaptureStatus
 from edgefleet.errors import InvalidArgument
 from edgefleet.fleet.schemas import Heartbeat
-from edgefleet.package import build_package, init_keys
 
 SECRET = "s3cr3t-Never-In-Logs-0123456789abcdefghij"
 
@@ -53,12 +52,7 @@ class Capture:
 
 @pytest.fixture(scope="module")
 def package(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    base = tmp_path_factory.mktemp("control")
-    keys = init_keys(base / "keys")
-    archive = build_package(affine_model(base / "affine.onnx"), name="affine", version="1.0",
-                            key_path=keys.signing_key, cert_path=keys.signing_cert,
-                            out_dir=base / "out")
-    return archive, keys.root_certs_dir
+    return signed_affine(tmp_path_factory.mktemp("control"), "1.0")
 
 
 class Agent:

@@ -6,23 +6,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from support.models import affine_model, affine_reference
+from support.models import affine_reference
+from support.packages import signed_affine
 
 from edgefleet.agent.config import AgentConfig
 from edgefleet.agent.service import AgentService
 from edgefleet.agent.types import TensorInput
 from edgefleet.errors import AlreadyExists, FailedPrecondition, NotFound, TensorMismatch
-from edgefleet.package import build_package, init_keys
 
 
 @pytest.fixture(scope="module")
 def archive(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    base = tmp_path_factory.mktemp("svc")
-    keys = init_keys(base / "keys")
-    package = build_package(affine_model(base / "affine.onnx"), name="affine", version="3.1",
-                            key_path=keys.signing_key, cert_path=keys.signing_cert,
-                            out_dir=base / "out")
-    return package, keys.root_certs_dir
+    return signed_affine(tmp_path_factory.mktemp("svc"), "3.1")
 
 
 @pytest.fixture()

@@ -9,23 +9,17 @@ from typing import Any
 
 import numpy as np
 import pytest
+from support.captures import captured_tensor
 
 from edgefleet.agent.config import AgentConfig
 from edgefleet.agent.types import (
     AuxiliaryEncoding,
     CapturedAuxiliary,
-    CapturedTensor,
     CaptureRequest,
 )
-from edgefleet.tensors import data_type_from_numpy
 
 #: 2026-11-23T19:12:31.123456Z, a whole number of microseconds.
 INFERENCE_TIME_NS = 1_795_461_151_123_456_000
-
-
-def _tensor(name: str, array: np.ndarray) -> CapturedTensor:
-    return CapturedTensor(name, data_type_from_numpy(array.dtype), tuple(array.shape),
-                          array.tobytes())
 
 
 def _capture(capture_id: str, *, model: str = "anomaly", size: int = 6,
@@ -34,8 +28,8 @@ def _capture(capture_id: str, *, model: str = "anomaly", size: int = 6,
     return CaptureRequest(
         capture_id=capture_id, model_alias=model, model_version="1.0",
         inference_time_ns=time_ns,
-        input_tensors=(_tensor("input", values),),
-        output_tensors=(_tensor("score", np.array([[0.5]], dtype=np.float64)),),
+        input_tensors=(captured_tensor("input", values),),
+        output_tensors=(captured_tensor("score", np.array([[0.5]], dtype=np.float64)),),
         auxiliary_inputs=(CapturedAuxiliary("site", AuxiliaryEncoding.JSON, b'{"turbine":1}'),),
         auxiliary_outputs=(CapturedAuxiliary("note", AuxiliaryEncoding.CSV, b"a,b\n1,2\n"),),
         sampled=sampled)

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support.captures import captured_tensor
 
 from edgefleet.agent.capture.records import (
     DeviceIdentity,
@@ -28,7 +29,7 @@ from edgefleet.agent.types import (
     CaptureRequest,
 )
 from edgefleet.errors import InvalidArgument
-from edgefleet.tensors import DATA_TYPES, data_type_from_numpy
+from edgefleet.tensors import DATA_TYPES
 
 #: 2026-11-23T19:12:31.123456Z (the time conftest's captures carry).
 INFERENCE_TIME_NS = 1_795_461_151_123_456_000
@@ -36,11 +37,6 @@ INFERENCE_TIME_NS = 1_795_461_151_123_456_000
 MakeCapture = Callable[..., CaptureRequest]
 DEVICE = DeviceIdentity("windfarm", "edge-1")
 KEY = "windfarm/anomaly/2026/11/23/19/edge-1-abc-0000000000.jsonl"
-
-
-def tensor(name: str, array: np.ndarray) -> CapturedTensor:
-    return CapturedTensor(name, data_type_from_numpy(array.dtype), tuple(array.shape),
-                          array.tobytes())
 
 
 def test_record_has_the_documented_fields(make_capture: MakeCapture) -> None:
@@ -78,8 +74,8 @@ def test_embedded_round_trip_gives_the_same_request_and_arrays(make_capture: Mak
 def test_payload_over_the_limit_goes_to_a_raw_file_beside_the_batch(tmp_path: Path) -> None:
     big = np.random.default_rng(0).standard_normal((1, 3, 224, 224)).astype(np.float32)
     request = CaptureRequest("big", "anomaly", "1.0", INFERENCE_TIME_NS,
-                             input_tensors=(tensor("image", big),),
-                             output_tensors=(tensor("class", np.array([3], np.int64)),))
+                             input_tensors=(captured_tensor("image", big),),
+                             output_tensors=(captured_tensor("class", np.array([3], np.int64)),))
     sink = DiskSink(tmp_path)
     files = encode_batch([request], key=KEY, device=DEVICE, embed_limit=16,
                          data_ref=sink.data_ref)
@@ -97,7 +93,7 @@ def test_payload_over_the_limit_goes_to_a_raw_file_beside_the_batch(tmp_path: Pa
 
 def test_limit_is_inclusive() -> None:
     request = CaptureRequest("c", "m", "1", INFERENCE_TIME_NS,
-                             input_tensors=(tensor("x", np.zeros(4, np.uint8)),))
+                             input_tensors=(captured_tensor("x", np.zeros(4, np.uint8)),))
     for limit, encoding in ((4, "BASE64"), (3, "NONE")):
         files = encode_batch([request], key=KEY, device=DEVICE, embed_limit=limit, data_ref=str)
         assert json.loads(files[-1].data)["deviceFleetInputs"][0]["encoding"] == encoding
