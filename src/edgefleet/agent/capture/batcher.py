@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Protocol
 
 from edgefleet.agent.types import CaptureRequest
@@ -54,8 +55,8 @@ class Layout:
 
     def directory(self, request: CaptureRequest) -> str:
         """The folder of a capture's batch: model alias and UTC hour of its inference time."""
-        hour = datetime.fromtimestamp(request.inference_time_ns // 1_000_000_000, tz=UTC)
-        return f"{self._root}/{request.model_alias}/{hour:%Y/%m/%d/%H}"
+        hour = _utc_hour(request.inference_time_ns // 3_600_000_000_000)
+        return f"{self._root}/{request.model_alias}/{hour}"
 
     def key(self, directory: str, stream: str, sequence: int) -> str:
         """The key of batch number ``sequence`` (>= 0) of ``stream`` (letters and digits)."""
@@ -67,6 +68,13 @@ class Layout:
         for request in requests:
             groups.setdefault(self.directory(request), []).append(request)
         return list(groups.items())
+
+
+@lru_cache(maxsize=64)
+def _utc_hour(hours: int) -> str:
+    # Called for every capture; formatting a datetime is the expensive part, and captures of
+    # one hour share it.
+    return f"{datetime.fromtimestamp(hours * 3600, tz=UTC):%Y/%m/%d/%H}"
 
 
 class BatchSource(Protocol):

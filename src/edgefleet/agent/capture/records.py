@@ -31,15 +31,17 @@ relative to the batch file's folder on disk (and after a periodic upload, in the
 from __future__ import annotations
 
 import base64
-import json
+import binascii
 import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 
 from edgefleet.agent.types import (
     AuxiliaryEncoding,
@@ -125,8 +127,14 @@ def tensor_array(tensor: CapturedTensor) -> np.ndarray:
 def format_inference_time(time_ns: int) -> str:
     """``inferenceTime`` of a record: UTC, microseconds, e.g. ``2026-11-23T19:12:31.000123Z``."""
     seconds, nanos = divmod(time_ns, 1_000_000_000)
-    moment = datetime.fromtimestamp(seconds, tz=UTC)
-    return f"{moment:%Y-%m-%dT%H:%M:%S}.{nanos // 1000:06d}Z"
+    return f"{_utc_second(seconds)}.{nanos // 1000:06d}Z"
+
+
+@lru_cache(maxsize=256)
+def _utc_second(seconds: int) -> str:
+    # Captures arrive in time order, so consecutive records share their second: formatting a
+    # datetime costs about as much as encoding the rest of a 1 KB record.
+    return f"{datetime.fromtimestamp(seconds, tz=UTC):%Y-%m-%dT%H:%M:%S}"
 
 
 def parse_inference_time(text: str) -> int:
@@ -187,7 +195,7 @@ def encode_batch(requests: Sequence[CaptureRequest], *, key: str, device: Device
                                          "observedContentType": _content_type(item)}
                 if len(item.data) <= embed_limit:
                     entry["encoding"] = "BASE64"
-                    entry["data"] = base64.b64encode(item.data).decode("ascii")
+                    entry["data"] = binascii.b2a_base64(item.data, newline=False).decode("ascii")
                 else:
                     raw_key = f"{stem}.{line}.{role}.{position}.bin"
                     raw.append(BatchFile(raw_key, item.data))
@@ -195,16 +203,21 @@ def encode_batch(requests: Sequence[CaptureRequest], *, key: str, device: Device
                     entry["data-ref"] = data_ref(raw_key)
                 entries.append(entry)
             record[section] = entries
-        lines.append(json.dumps(record, separators=(",", ":")))
-    body = ("\n".join(lines) + "\n").encode("utf-8")
-    return [*raw, BatchFile(key, body)]
+        lines.append(orjson.dumps(record))  # compact UTF-8 JSON, several times json's speed
+    lines.append(b"")
+    return [*raw, BatchFile(key, b"\n".join(lines))]
 
 
 def _content_type(item: CapturedTensor | CapturedAuxiliary) -> str:
     if isinstance(item, CapturedTensor):
-        dims = ", ".join(str(d) for d in item.shape)
-        return f"Tensor[{DATA_TYPES[item.data_type][0]}; {dims}]"
+        return _tensor_content_type(item.data_type, item.shape)
     return _AUX_CONTENT_TYPES[item.encoding]
+
+
+@lru_cache(maxsize=256)
+def _tensor_content_type(data_type: int, shape: tuple[int, ...]) -> str:
+    dims = ", ".join(str(d) for d in shape)
+    return f"Tensor[{DATA_TYPES[data_type][0]}; {dims}]"
 
 
 def decode_batch(data: bytes, load: Callable[[str], bytes]) -> Iterator[CaptureRecord]:
@@ -221,7 +234,7 @@ def decode_batch(data: bytes, load: Callable[[str], bytes]) -> Iterator[CaptureR
     for number, line in enumerate(data.decode("utf-8").splitlines(), start=1):
         if line.strip():
             try:
-                yield _decode_record(json.loads(line), load)
+                yield _decode_record(orjson.loads(line), load)
             except (KeyError, TypeError, ValueError) as error:
                 raise InvalidArgument(f"batch line {number} is not a capture record: "
                                       f"{type(error).__name__}: {error}") from None
