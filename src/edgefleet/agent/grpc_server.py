@@ -36,6 +36,9 @@ SERVICE_NAME = "AWS.SageMaker.Edge.Agent"
 
 Response = TypeVar("Response")
 
+#: CaptureData's answer carries no fields; one instance serves every call (only read).
+_CAPTURED = pb.CaptureDataResponse()
+
 
 def _shared_memory(handle: Any) -> SharedMemoryRef:
     return SharedMemoryRef(segment_id=handle.segment_id, offset=handle.offset, size=handle.size)
@@ -176,19 +179,24 @@ class AgentServicer(pb_grpc.AgentServicer):  # type: ignore[misc]  # generated, 
 
     def CaptureData(self, request: pb.CaptureDataRequest,
                     context: grpc.ServicerContext) -> pb.CaptureDataResponse:
-        def work() -> pb.CaptureDataResponse:
+        # Hot too (one call per captured inference): no closure, no lists for empty fields.
+        try:
             self._service.capture_data(
                 model_name=request.model_name,
                 model_handle=request.model_handle,
                 capture_id=request.capture_id,
                 inference_time_ns=_timestamp_ns(request),
                 input_tensors=[tensor_input(t) for t in request.input_tensors],
-                output_tensors=[tensor_input(t) for t in request.output_tensors],
-                auxiliary_inputs=[auxiliary_input(a) for a in request.inputs],
-                auxiliary_outputs=[auxiliary_input(a) for a in request.outputs],
+                output_tensors=[tensor_input(t) for t in request.output_tensors]
+                if request.output_tensors else (),
+                auxiliary_inputs=[auxiliary_input(a) for a in request.inputs]
+                if request.inputs else (),
+                auxiliary_outputs=[auxiliary_input(a) for a in request.outputs]
+                if request.outputs else (),
             )
-            return pb.CaptureDataResponse()
-        return self._call(context, "CaptureData", work)
+        except Exception as error:
+            self._abort(context, "CaptureData", error)
+        return _CAPTURED
 
     def GetCaptureDataStatus(self, request: pb.GetCaptureDataStatusRequest,
                              context: grpc.ServicerContext) -> pb.GetCaptureDataStatusResponse:

@@ -138,6 +138,11 @@ class ModelRegistry:
         for hook in self.on_load:
             hook(model)
 
+    def find(self, alias: str) -> LoadedModel | None:
+        """The published model under ``alias``, or ``None`` (for metadata; not counted in
+        flight)."""
+        return self._models.get(alias)
+
     def get(self, alias: str) -> LoadedModel:
         """The published model under ``alias`` (for metadata; not counted in flight).
 

@@ -96,6 +96,7 @@ class AgentService:
         self._extract_root = config.sagemaker_edge_local_data_root_path / "packages"
         self._sampling = dict(config.edgefleet_capture_sampling)
         self._random = random.Random()
+        self._clock_skew_ns = int(config.edgefleet_capture_clock_skew_seconds * 1e9)
 
     # -- models -----------------------------------------------------------------------------------
     def load_model(self, url: str, name: str, handle: str = "") -> ModelInfo:
@@ -331,8 +332,10 @@ class AgentService:
             raise InvalidArgument(
                 f"capture_id must be 1 to {MAX_CAPTURE_ID_LENGTH} characters, got "
                 f"{len(capture_id)}")
-        alias = _resolve_alias(model_name, model_handle)
-        model = self.registry.get(alias)
+        alias = model_handle or model_name
+        model = self.registry.find(alias)  # only valid aliases are ever loaded
+        if model is None:
+            model = self.registry.get(check_alias(alias))  # InvalidArgument or NotFound
         now_ns = time.time_ns()
         if inference_time_ns is None:
             inference_time_ns = now_ns
@@ -340,8 +343,7 @@ class AgentService:
             raise OutOfRange(
                 f"inference_timestamp lies before 1970-01-01 ({inference_time_ns / 1e9:.0f} s); "
                 f"send the inference time in seconds since the Unix epoch")
-        skew_ns = int(self.config.edgefleet_capture_clock_skew_seconds * 1e9)
-        if inference_time_ns > now_ns + skew_ns:
+        if inference_time_ns > now_ns + self._clock_skew_ns:
             ahead = (inference_time_ns - now_ns) / 1e9
             raise OutOfRange(
                 f"inference_timestamp lies {ahead:.1f} s in the future (allowed: "
@@ -349,15 +351,18 @@ class AgentService:
                 f"clock")
         if self.capture is None:
             raise FailedPrecondition("capture is not enabled on this agent")
+        info = model.info
         request = CaptureRequest(
             capture_id=capture_id,
             model_alias=alias,
-            model_version=model.info.version,
+            model_version=info.version,
             inference_time_ns=inference_time_ns,
-            input_tensors=self._captured(input_tensors, model.info.inputs, "input"),
-            output_tensors=self._captured(output_tensors, model.info.outputs, "output"),
-            auxiliary_inputs=tuple(self._auxiliary(aux) for aux in auxiliary_inputs),
-            auxiliary_outputs=tuple(self._auxiliary(aux) for aux in auxiliary_outputs),
+            input_tensors=self._captured(input_tensors, info.inputs, "input"),
+            output_tensors=self._captured(output_tensors, info.outputs, "output"),
+            auxiliary_inputs=tuple(self._auxiliary(aux) for aux in auxiliary_inputs)
+            if auxiliary_inputs else (),
+            auxiliary_outputs=tuple(self._auxiliary(aux) for aux in auxiliary_outputs)
+            if auxiliary_outputs else (),
         )
         self.capture.submit(request)
 
@@ -377,6 +382,8 @@ class AgentService:
 
     def _captured(self, tensors: Sequence[TensorInput], declared: Sequence[TensorSpec],
                   kind: str) -> tuple[CapturedTensor, ...]:
+        if not tensors:
+            return ()
         captured = []
         for position, tensor in enumerate(tensors):
             name, data_type, shape = tensor.name, tensor.data_type, tensor.shape
@@ -397,17 +404,17 @@ class AgentService:
                 raise InvalidArgument(
                     f"captured tensor {label!r}: shape {list(shape)} has a negative dimension; "
                     f"send the actual shape")
-            spec = TensorSpec(name=name, data_type=data_type, shape=shape)
+            dtype = DATA_TYPES[data_type][1]
             if tensor.shared_memory is not None:
-                data = self.shared_memory.view(tensor.shared_memory, spec.dtype, shape,
+                data = self.shared_memory.view(tensor.shared_memory, dtype, shape,
                                                name).tobytes()
             else:
                 data = tensor.data or b""
-                expected = math.prod(shape) * spec.dtype.itemsize
+                expected = math.prod(shape) * dtype.itemsize
                 if len(data) != expected:
                     raise InvalidArgument(
                         f"captured tensor {label!r}: sent {len(data)} bytes, shape {list(shape)}"
-                        f" x {spec.dtype_name} needs {expected} bytes")
+                        f" x {DATA_TYPES[data_type][0]} needs {expected} bytes")
             captured.append(CapturedTensor(name=name, data_type=data_type, shape=shape,
                                            data=data))
         return tuple(captured)

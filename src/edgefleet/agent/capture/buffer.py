@@ -112,5 +112,9 @@ class CaptureBuffer:
 
 
 def _data_bytes(request: CaptureRequest) -> int:
-    return (sum(len(t.data) for t in request.input_tensors + request.output_tensors)
-            + sum(len(a.data) for a in request.auxiliary_inputs + request.auxiliary_outputs))
+    size = 0
+    for group in (request.input_tensors, request.output_tensors, request.auxiliary_inputs,
+                  request.auxiliary_outputs):
+        for item in group:
+            size += len(item.data)
+    return size
