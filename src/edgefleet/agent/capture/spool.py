@@ -7,6 +7,12 @@ delivers what the spool holds.
 Durability settings and why:
 
 * ``journal_mode=WAL``: readers (the flusher loading a batch) do not block the writer.
+* Few pages per commit: a capture's commit writes the records table's last page and nothing
+  else (``seq`` is a plain rowid, no AUTOINCREMENT counter; the index on ``batch`` leaves out
+  captures not yet in a batch).
+* SQLite's automatic checkpoint (every 1000 WAL pages) stays: it keeps the WAL file at a fixed
+  size, and overwriting a file is cheaper to fsync than growing it (measured: letting the WAL
+  grow to 16k pages made commits 20-30% slower).
 * ``synchronous=FULL``: every commit fsyncs the WAL. NORMAL would survive a process crash but may
   lose the last commits on a power loss, which the acknowledgement promises not to. The cost is
   paid once per group of captures: the first CaptureData call that finds no commit running
@@ -29,7 +35,6 @@ exceeded by at most one batch).
 from __future__ import annotations
 
 import builtins
-import json
 import logging
 import sqlite3
 import struct
@@ -40,6 +45,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
+
+import orjson
 
 from edgefleet.agent.capture.batcher import Batch, Layout
 from edgefleet.agent.types import (
@@ -59,13 +66,14 @@ _DROP_LOG_INTERVAL = 10.0
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS records (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    seq INTEGER PRIMARY KEY,
     capture_id TEXT NOT NULL,
     directory TEXT NOT NULL,
     size INTEGER NOT NULL,
     batch INTEGER,
     body BLOB NOT NULL);
-CREATE INDEX IF NOT EXISTS records_batch ON records (batch);
+DROP INDEX IF EXISTS records_batch;
+CREATE INDEX IF NOT EXISTS records_batched ON records (batch) WHERE batch IS NOT NULL;
 CREATE TABLE IF NOT EXISTS batches (id INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS finished (
     capture_id TEXT PRIMARY KEY, status INTEGER NOT NULL, expires REAL NOT NULL);
@@ -459,13 +467,13 @@ def pack_request(request: CaptureRequest) -> bytes:
     auxiliary = [(section, a) for section, group in
                  (("in", request.auxiliary_inputs), ("out", request.auxiliary_outputs))
                  for a in group]
-    header = json.dumps({
+    header = orjson.dumps({
         "id": request.capture_id, "model": request.model_alias,
         "version": request.model_version, "time": request.inference_time_ns,
         "sampled": request.sampled,
         "tensors": [[s, t.name, t.data_type, list(t.shape), len(t.data)] for s, t in tensors],
         "auxiliary": [[s, a.name, int(a.encoding), len(a.data)] for s, a in auxiliary],
-    }, separators=(",", ":")).encode("utf-8")
+    })
     return b"".join([_LENGTH.pack(len(header)), header, *(t.data for _, t in tensors),
                      *(a.data for _, a in auxiliary)])
 
@@ -473,7 +481,7 @@ def pack_request(request: CaptureRequest) -> bytes:
 def unpack_request(body: bytes) -> CaptureRequest:
     """The capture :func:`pack_request` serialised."""
     (length,) = _LENGTH.unpack_from(body)
-    header = json.loads(body[_LENGTH.size:_LENGTH.size + length])
+    header = orjson.loads(body[_LENGTH.size:_LENGTH.size + length])
     view = memoryview(body)
     offset = _LENGTH.size + length
 
