@@ -21,6 +21,7 @@ import argparse
 import json
 import multiprocessing
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -342,6 +343,8 @@ def predict_benchmark(work: Path, model: Path, calls: int, rounds: int,
 def main() -> None:
     parser = argparse.ArgumentParser(description="Capture benchmark (prints numbers).")
     parser.add_argument("--seconds", type=float, default=4.0, help="length of each series")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="floor/agent pairs per row (medians are reported)")
     parser.add_argument("--predict-calls", type=int, default=3000)
     parser.add_argument("--predict-rounds", type=int, default=3)
     parser.add_argument("--workers", type=int, default=None,
@@ -372,7 +375,7 @@ def main() -> None:
             for destination in args.destinations:
                 for durable in (mode == "durable" for mode in args.modes):
                     run_destination(work, model, s3, echo, destination, durable, sizes,
-                                    args.seconds, extra)
+                                    args.seconds, args.rounds, extra)
         finally:
             echo.stop()
             s3.stop()
@@ -381,10 +384,11 @@ def main() -> None:
 
 
 def run_destination(work: Path, model: Path, s3: S3Server, echo: EchoServer, destination: str,
-                    durable: bool, sizes: dict[str, int], seconds: float,
+                    durable: bool, sizes: dict[str, int], seconds: float, rounds: int,
                     extra: dict[str, Any]) -> None:
     """Each agent series right after a floor series with the same payload and clients, so that
-    drifting load from other processes on the machine hits both alike."""
+    drifting load from other processes on the machine hits both alike; ``rounds`` such pairs
+    per row, reported as medians (rates and CPU time) and the median of the per-round ratios."""
     name = f"{destination}-{'durable' if durable else 'plain'}"
     keys: dict[str, Any] = {"sagemaker_edge_db_enable": durable,
                             "sagemaker_edge_core_capture_data_destination": destination, **extra}
@@ -395,12 +399,21 @@ def run_destination(work: Path, model: Path, s3: S3Server, echo: EchoServer, des
     try:
         for size, values in sizes.items():
             for clients in CLIENTS:
-                floor = echo.series(values, clients, seconds)
-                predict = (f"{predict_series(socket_path, process.pid, clients, seconds).rate:9.0f}"
-                           if size == "1 KB" else f"{'-':>9}")
-                series = capture_series(socket_path, process.pid, values, clients, seconds,
-                                        f"{size.replace(' ', '')}-{clients}")
-                total += series.ok + series.warmup
+                floors, predicts, captures = [], [], []
+                for round_ in range(rounds):
+                    floors.append(echo.series(values, clients, seconds))
+                    if size == "1 KB":
+                        predicts.append(predict_series(socket_path, process.pid, clients,
+                                                       seconds).rate)
+                    captures.append(capture_series(
+                        socket_path, process.pid, values, clients, seconds,
+                        f"{size.replace(' ', '')}-{clients}-{round_}"))
+                    total += captures[-1].ok + captures[-1].warmup
+                floor = median_series(floors)
+                series = median_series(captures)
+                ratio = statistics.median(c.rate / f.rate for c, f in zip(captures, floors,
+                                                                             strict=True))
+                predict = f"{statistics.median(predicts):9.0f}" if predicts else f"{'-':>9}"
                 if destination == "Cloud":
                     seen, waited = wait_stored(lambda: stored_in_bucket_prefix(s3, name), total)
                 else:
@@ -409,11 +422,18 @@ def run_destination(work: Path, model: Path, s3: S3Server, echo: EchoServer, des
                           else f"ONLY {seen} of {total}")
                 print(f"{destination:12} {'durable' if durable else 'non-durable':12} "
                       f"{size:7} {clients:7d} {series.rate:9.0f} {floor.rate:9.0f} "
-                      f"{series.rate / floor.rate:8.0%} {predict} {series.cpu_us:7.0f} "
+                      f"{ratio:8.0%} {predict} {series.cpu_us:7.0f} "
                       f"{floor.cpu_us:7.0f} "
                       f"{series.refused:7d}  {stored}", flush=True)
     finally:
         stop(process)
+
+
+def median_series(series: list[Series]) -> Series:
+    """Median rate and CPU time of repeated series; refusals summed."""
+    return Series(sum(s.ok for s in series), sum(s.refused for s in series),
+                  statistics.median(s.rate for s in series),
+                  statistics.median(s.cpu_us for s in series))
 
 
 def stored_in_bucket_prefix(s3: S3Server, prefix: str) -> int:
