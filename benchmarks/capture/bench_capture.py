@@ -354,10 +354,14 @@ def main() -> None:
                         choices=["Disk", "Cloud"])
     parser.add_argument("--modes", nargs="+", default=["non-durable", "durable"],
                         choices=["non-durable", "durable"])
+    parser.add_argument("--agent-config", default="{}",
+                        help='more agent config keys, as JSON, e.g. \'{"edgefleet_s3_upload_'
+                             'concurrency": 1}\'')
     parser.add_argument("--skip-rate", action="store_true")
     parser.add_argument("--skip-predict", action="store_true")
     args = parser.parse_args()
     extra = {} if args.workers is None else {"edgefleet_grpc_workers": args.workers}
+    extra |= json.loads(args.agent_config)
     sizes = {size: PAYLOADS[size] for size in args.sizes}
     work = Path(tempfile.mkdtemp(prefix="ef-capbench-", dir="/tmp"))
     model = write_model(work / "model")

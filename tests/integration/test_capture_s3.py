@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -13,6 +14,8 @@ import pytest
 from support.s3server import S3Server
 
 from edgefleet.agent.capture import CaptureService, RetryPolicy
+from edgefleet.agent.capture.records import BatchFile, DeviceIdentity, encode_batch
+from edgefleet.agent.capture.sinks import S3Sink
 from edgefleet.agent.config import AgentConfig
 from edgefleet.agent.types import (
     AuxiliaryEncoding,
@@ -150,3 +153,58 @@ def test_store_down_for_a_while_then_back(tmp_path: Path) -> None:
                                      + [f"during-{i}" for i in range(100)])
     finally:
         s3.stop()
+
+
+def _raw_batch(count: int) -> list[BatchFile]:
+    """A batch whose ``count`` payloads all go to raw objects (embed limit 0)."""
+    return encode_batch([request(f"raw-{i}") for i in range(count // 3)], key="f/m/b.jsonl",
+                        device=DeviceIdentity("f", "d"), embed_limit=0,
+                        data_ref=lambda key: key)
+
+
+def test_s3_sink_puts_payloads_concurrently_and_the_batch_file_last(
+        server: S3Server, tmp_path: Path) -> None:
+    bucket = new_bucket(server)
+    sink = S3Sink.from_config(config(tmp_path, edgefleet_s3_upload_concurrency=4,
+                                     **server.agent_keys(bucket)))
+    files = _raw_batch(12)
+    # The first two payload PUTs wait for each other: with one PUT at a time this barrier
+    # breaks (and the write fails) instead of passing.
+    overlap = threading.Barrier(2, timeout=10)
+    order: list[str] = []
+
+    def before_put(params: dict[str, Any], **_: Any) -> None:
+        order.append(params["Key"])
+        if len(order) <= 2:
+            overlap.wait()
+
+    sink.client.meta.events.register("provide-client-params.s3.PutObject", before_put)
+    try:
+        sink.write(files)
+    finally:
+        sink.close()
+    assert order[-1] == "f/m/b.jsonl" and len(order) == len(files)
+    stored = server.objects(bucket)
+    assert stored == {file.key: file.data for file in files}
+
+
+def test_s3_sink_failed_payload_put_keeps_the_batch_file_back(
+        server: S3Server, tmp_path: Path) -> None:
+    bucket = new_bucket(server)
+    sink = S3Sink.from_config(config(tmp_path, **server.agent_keys(bucket)))
+    files = _raw_batch(6)
+    refused = files[2].key
+
+    def before_put(params: dict[str, Any], **_: Any) -> None:
+        if params["Key"] == refused:
+            raise ConnectionError(f"simulated network failure for {refused}")
+
+    sink.client.meta.events.register("provide-client-params.s3.PutObject", before_put)
+    try:
+        with pytest.raises(ConnectionError, match="simulated"):
+            sink.write(files)
+    finally:
+        sink.close()
+    stored = server.objects(bucket)
+    assert "f/m/b.jsonl" not in stored and refused not in stored
+    assert len(stored) == len(files) - 2  # every other payload was stored

@@ -199,6 +199,10 @@ class AgentConfig(BaseModel):
     edgefleet_s3_secret_access_key: SecretStr | None = None
     """Secret key of the S3-compatible store (default: boto3's credential chain)."""
 
+    edgefleet_s3_upload_concurrency: int = Field(default=8, ge=1, le=64)
+    """PUTs in flight at most when a batch's raw payload files go to the bucket (captures with
+    payloads above the base64 embed limit); 1 uploads one object at a time."""
+
     edgefleet_control_access_key_id: str | None = None
     """This device's access key id at the control plane (``edgefleet device register`` writes
     it; default: boto3's credential chain)."""

@@ -162,6 +162,8 @@ class CaptureService:
             self._flusher.join(timeout + 1.0)
         if self._uploader is not None:
             self._uploader.stop(max(0.0, self._deadline - time.monotonic()))
+        if not self._flusher.is_alive():
+            self._sink.close()
         if self._spool is not None:
             if self._flusher.is_alive():
                 log.warning("capture flusher still storing a batch at shutdown; it stays in the "

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Protocol
 
@@ -42,6 +43,9 @@ class CaptureSink(Protocol):
 
     def describe(self) -> str:
         """Where the files go, for log lines and error messages (no secrets)."""
+
+    def close(self) -> None:
+        """Release threads and connections; called once, when the capture service stops."""
 
 
 class DiskSink:
@@ -111,21 +115,31 @@ class DiskSink:
         """``disk folder <root>``."""
         return f"disk folder {self.root}"
 
+    def close(self) -> None:
+        """Nothing to release (files are closed after each write)."""
+
 
 class S3Sink:
     """Batch files as objects in an S3-compatible bucket.
 
     ``data-ref`` is the raw object's ``s3://bucket/key`` URI. Objects are written with single
-    PUTs, payloads first, the ``.jsonl`` last.
+    PUTs: the raw payload objects of a batch concurrently (each PUT waits for a round trip, so
+    one at a time made large captures wait on latency, not bandwidth), the ``.jsonl`` after all
+    of them succeeded.
 
     Args:
-        client: a boto3 S3 client.
+        client: a boto3 S3 client (thread-safe; its connection pool should hold ``concurrency``
+            connections).
         bucket: bucket name; the bucket must exist.
+        concurrency: PUTs in flight at most (``edgefleet_s3_upload_concurrency``); 1 writes one
+            object at a time.
     """
 
-    def __init__(self, client: S3Client, bucket: str) -> None:
+    def __init__(self, client: S3Client, bucket: str, concurrency: int = 8) -> None:
         self.client = client
         self.bucket = bucket
+        self._concurrency = concurrency
+        self._pool: ThreadPoolExecutor | None = None
 
     @classmethod
     def from_config(cls, config: AgentConfig) -> S3Sink:
@@ -149,6 +163,7 @@ class S3Sink:
 
         secret = config.edgefleet_s3_secret_access_key
         ca_file = config.sagemaker_edge_provider_aws_ca_cert_file
+        concurrency = config.edgefleet_s3_upload_concurrency
         client = boto3.session.Session().client(
             "s3",
             endpoint_url=config.edgefleet_s3_endpoint_url,
@@ -158,23 +173,46 @@ class S3Sink:
             verify=str(ca_file) if ca_file is not None else None,
             config=Config(connect_timeout=3, read_timeout=30,
                           retries={"max_attempts": 2, "mode": "standard"},
-                          s3={"addressing_style": "path"}),
+                          s3={"addressing_style": "path"},
+                          max_pool_connections=max(10, concurrency)),
         )
-        return cls(client, bucket)
+        return cls(client, bucket, concurrency)
 
     def data_ref(self, key: str) -> str:
         """``s3://<bucket>/<key>``."""
         return f"s3://{self.bucket}/{key}"
 
     def write(self, files: Sequence[BatchFile]) -> None:
-        """PUT every file.
+        """PUT every file: all but the last concurrently, then the last (the ``.jsonl``), so
+        that a record is never visible before its payloads.
 
         Raises:
             botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError: the store is
-                unreachable or refused (credentials, missing bucket).
+                unreachable or refused (credentials, missing bucket); the first such error,
+                after every PUT started has finished.
         """
-        for file in files:
-            self.client.put_object(Bucket=self.bucket, Key=file.key, Body=file.data)
+        if not files:
+            return
+        *payloads, last = files
+        if len(payloads) > 1 and self._concurrency > 1:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self._concurrency,
+                                                thread_name_prefix="capture-s3")
+            done, _ = wait([self._pool.submit(self._put, file) for file in payloads])
+            for future in done:
+                future.result()  # raises the PUT's error
+        else:
+            for file in payloads:
+                self._put(file)
+        self._put(last)
+
+    def _put(self, file: BatchFile) -> None:
+        self.client.put_object(Bucket=self.bucket, Key=file.key, Body=file.data)
+
+    def close(self) -> None:
+        """Stop the upload threads."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
 
     def describe(self) -> str:
         """``bucket s3://<bucket>`` and the endpoint, when not AWS."""
@@ -216,6 +254,9 @@ class MemorySink:
     def describe(self) -> str:
         """``memory sink``."""
         return "memory sink"
+
+    def close(self) -> None:
+        """Nothing to release."""
 
     def batch_keys(self) -> list[str]:
         """Keys of the stored ``.jsonl`` files, sorted."""
