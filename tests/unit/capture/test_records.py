@@ -152,3 +152,19 @@ def test_round_trip_property(data: st.DataObject, embed_limit: int) -> None:
     raw = {f.key.rsplit("/", 1)[1]: f.data for f in files[:-1]}
     [record] = decode_batch(files[-1].data, load=raw.__getitem__)
     assert record.request == request
+
+
+def test_lines_stay_ascii_when_names_hold_line_separators() -> None:
+    # U+0085, U+2028 and U+2029 are line breaks for str.splitlines(); written raw they would cut
+    # a record in two for readers that split that way.
+    odd = CaptureRequest(
+        capture_id="id\u2028with\u2029breaks", model_alias="anomaly", model_version="1.0",
+        inference_time_ns=INFERENCE_TIME_NS,
+        input_tensors=(captured_tensor("x\x85", np.arange(3, dtype=np.float32)),))
+    plain = CaptureRequest(capture_id="plain", model_alias="anomaly", model_version="1.0",
+                           inference_time_ns=INFERENCE_TIME_NS)
+    (batch,) = encode_batch([odd, plain], key=KEY, device=DEVICE, embed_limit=3072,
+                            data_ref=str)
+    assert batch.data.isascii()
+    assert len(batch.data.decode("ascii").splitlines()) == 2
+    assert [r.request for r in decode_batch(batch.data, lambda ref: b"")] == [odd, plain]

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -203,7 +204,12 @@ def encode_batch(requests: Sequence[CaptureRequest], *, key: str, device: Device
                     entry["data-ref"] = data_ref(raw_key)
                 entries.append(entry)
             record[section] = entries
-        lines.append(orjson.dumps(record))  # compact UTF-8 JSON, several times json's speed
+        line = orjson.dumps(record)  # compact JSON, several times json's speed
+        if not line.isascii():
+            # Lines stay ASCII, as the original agent wrote them: raw U+0085, U+2028 or U+2029
+            # in a name would split the line for readers that use str.splitlines().
+            line = json.dumps(record, separators=(",", ":")).encode("ascii")
+        lines.append(line)
     lines.append(b"")
     return [*raw, BatchFile(key, b"\n".join(lines))]
 
@@ -231,7 +237,7 @@ def decode_batch(data: bytes, load: Callable[[str], bytes]) -> Iterator[CaptureR
         InvalidArgument: a line is not a capture record of this format (the message names the
             line and the field).
     """
-    for number, line in enumerate(data.decode("utf-8").splitlines(), start=1):
+    for number, line in enumerate(data.split(b"\n"), start=1):  # only \n ends a line
         if line.strip():
             try:
                 yield _decode_record(orjson.loads(line), load)
