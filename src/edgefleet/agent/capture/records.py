@@ -204,12 +204,12 @@ def encode_batch(requests: Sequence[CaptureRequest], *, key: str, device: Device
                     entry["data-ref"] = data_ref(raw_key)
                 entries.append(entry)
             record[section] = entries
-        line = orjson.dumps(record)  # compact JSON, several times json's speed
-        if not line.isascii():
+        text = orjson.dumps(record)  # compact JSON, several times json's speed
+        if not text.isascii():
             # Lines stay ASCII, as the original agent wrote them: raw U+0085, U+2028 or U+2029
             # in a name would split the line for readers that use str.splitlines().
-            line = json.dumps(record, separators=(",", ":")).encode("ascii")
-        lines.append(line)
+            text = json.dumps(record, separators=(",", ":")).encode("ascii")
+        lines.append(text)
     lines.append(b"")
     return [*raw, BatchFile(key, b"\n".join(lines))]
 
