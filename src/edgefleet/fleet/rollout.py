@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from edgefleet.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
@@ -108,7 +109,11 @@ def create_plan(session: Session, spec: schemas.PlanCreate) -> schemas.PlanOut:
         jobs.append(job)
     plan = DeploymentPlan(name=spec.name, fleet_id=fleet.id, created_at=time.time())
     session.add(plan)
-    session.flush()
+    try:
+        session.flush()
+    except IntegrityError:  # created by a concurrent request since the check above
+        raise AlreadyExists(f"deployment plan {spec.name!r} already exists; pick another name"
+                            ) from None
     for model, job in zip(spec.models, jobs, strict=True):
         session.add(PlanModel(plan_id=plan.id, model_handle=model.model_handle,
                               packaging_job_id=job.id))
