@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -75,6 +76,10 @@ def test_fleets_and_devices(sessions: Sessions, server_key: ServerKey) -> None:
         rest = fleets.list_devices(s, fleet="wind", after=first.next_after, limit=3)
     assert [d.name for d in first.devices + rest.devices] == [f"t-{i}" for i in range(1, 6)]
     assert rest.next_after is None
+    _fleet(sessions, "calm")
+    with sessions() as s:
+        assert [(f.name, f.device_count) for f in fleets.list_fleets(s)] == [
+            ("calm", 0), ("wind", 5)]
     with sessions.begin() as s, pytest.raises(FailedPrecondition, match="still has devices"):
         fleets.delete_fleet(s, "wind")
     with sessions.begin() as s:
@@ -241,3 +246,36 @@ def test_stop_stage_and_unknown_results(sessions: Sessions, server_key: ServerKe
         rollout.delete_plan(s, "plan")
     with sessions() as s:
         assert s.scalars(select(StageDevice)).all() == []
+
+
+def test_concurrent_plan_creation_answers_already_exists(
+        sessions: Sessions, server_key: ServerKey, onnx_model: Path, database_url: str) -> None:
+    if not database_url.startswith("postgresql"):
+        pytest.skip("SQLite serialises writers: the second request waits instead of racing")
+    _fleet(sessions)
+    first = _plan(sessions, server_key, onnx_model, [])  # also packages relu-1
+    spec = schemas.PlanCreate(name="twin", fleet="wind", models=[
+        schemas.PlanModelSpec(model_handle="relu", packaging_job="relu-1")])
+    assert first.name == "plan"
+    # Request A has inserted "twin" but not committed; request B passes the name check (it
+    # cannot see A's row) and its insert waits on the unique index until A commits.
+    outcome: list[BaseException | None] = []
+    with sessions.begin() as a:
+        rollout.create_plan(a, spec)
+
+        def request_b() -> None:
+            try:
+                with sessions.begin() as b:
+                    rollout.create_plan(b, spec)
+                outcome.append(None)
+            except BaseException as error:  # the test inspects it
+                outcome.append(error)
+
+        racer = threading.Thread(target=request_b)
+        racer.start()
+        time.sleep(0.5)  # B is blocked on A's uncommitted row
+        assert not outcome
+    racer.join(10)
+    assert len(outcome) == 1 and isinstance(outcome[0], AlreadyExists)
+    with sessions() as s:
+        assert [p.name for p in rollout.list_plans(s)] == ["plan", "twin"]

@@ -39,8 +39,9 @@ def get_fleet(session: Session, name: str) -> Fleet:
     return fleet
 
 
-def _fleet_out(session: Session, fleet: Fleet) -> schemas.FleetOut:
-    count = session.scalar(select(func.count()).where(Device.fleet_id == fleet.id)) or 0
+def _fleet_out(session: Session, fleet: Fleet, count: int | None = None) -> schemas.FleetOut:
+    if count is None:
+        count = session.scalar(select(func.count()).where(Device.fleet_id == fleet.id)) or 0
     return schemas.FleetOut(name=fleet.name, description=fleet.description,
                             output_location=fleet.output_location,
                             created_at=fleet.created_at, device_count=count)
@@ -67,8 +68,11 @@ def describe_fleet(session: Session, name: str) -> schemas.FleetOut:
 
 
 def list_fleets(session: Session) -> list[schemas.FleetOut]:
-    """Every fleet, by name."""
-    return [_fleet_out(session, f) for f in session.scalars(select(Fleet).order_by(Fleet.name))]
+    """Every fleet, by name (two queries, whatever the number of fleets)."""
+    counts: dict[int, int] = {fleet_id: count for fleet_id, count in session.execute(
+        select(Device.fleet_id, func.count()).group_by(Device.fleet_id))}
+    return [_fleet_out(session, fleet, counts.get(fleet.id, 0))
+            for fleet in session.scalars(select(Fleet).order_by(Fleet.name))]
 
 
 def delete_fleet(session: Session, name: str) -> None:
