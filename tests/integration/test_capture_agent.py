@@ -67,12 +67,14 @@ def test_kill_9_during_a_capture_stream_loses_and_duplicates_nothing(
         lock = threading.Lock()
 
         def client(number: int) -> None:
+            # Clients 2 and 3 send 180 KB captures, which the spool keeps in payload files.
+            rows = 5000 if number >= 2 else 1
             for i in range(100_000):
                 capture_id = f"client{number}-{i}"
                 with lock:
                     attempted.add(capture_id)
                 try:
-                    agent.stub.CaptureData(capture_request(capture_id), timeout=10)
+                    agent.stub.CaptureData(capture_request(capture_id, rows), timeout=10)
                 except grpc.RpcError:
                     return  # the agent is gone
                 with lock:
@@ -103,7 +105,10 @@ def test_kill_9_during_a_capture_stream_loses_and_duplicates_nothing(
             pb.GetCaptureDataStatusRequest(capture_id=sorted(acknowledged)[0]))
         assert status.status == pb.SUCCESS
         assert "from before the restart" in restarted.log()
+        waiting = acknowledged - before
+        assert any(c.startswith(("client2-", "client3-")) for c in waiting), sorted(waiting)
         assert restarted.stop() == 0, restarted.log()
+        assert not any((tmp_path / "data" / "capture" / "spool-payloads").iterdir())
     finally:
         s3.stop()
 

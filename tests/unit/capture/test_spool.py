@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -9,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from edgefleet.agent.capture.batcher import Layout
-from edgefleet.agent.capture.spool import Spool, pack_request, unpack_request
+from edgefleet.agent.capture.spool import FILE_THRESHOLD, Spool, pack_request, unpack_request
 from edgefleet.agent.types import CaptureRequest, CaptureStatus
 from edgefleet.errors import EdgefleetError, ResourceExhausted
 
@@ -97,4 +98,102 @@ def test_a_failed_write_reaches_the_caller_or_on_dropped(tmp_path: Path,
     while not dropped and time.monotonic() < deadline:
         time.sleep(0.01)
     assert dropped == ["sampled"]
+    spool.close()
+
+
+# -- large captures: payload files beside the database ------------------------------------------
+LARGE = 40_000  # float32 values: 160 KB, above FILE_THRESHOLD
+
+
+def payload_files(spool: Spool) -> list[Path]:
+    return sorted(spool.payloads.iterdir())
+
+
+def test_large_captures_live_in_files_until_stored(tmp_path: Path,
+                                                   make_capture: MakeCapture) -> None:
+    spool = open_spool(tmp_path, max_bytes=1 << 22)
+    small, large = make_capture("small"), make_capture("large", size=LARGE)
+    assert len(pack_request(small)) < FILE_THRESHOLD < len(pack_request(large))
+    append(spool, small)
+    append(spool, large)
+    [name] = payload_files(spool)
+    assert name.read_bytes() == pack_request(large)
+    assert spool.bytes == len(pack_request(small)) + len(pack_request(large))
+    spool.close()
+
+    reopened = open_spool(tmp_path, max_bytes=1 << 22)  # a committed file survives a restart
+    assert payload_files(reopened) == [name]
+    [batch] = reopened.take_batches(10)
+    assert batch.requests == (small, large)
+    reopened.complete(batch)
+    assert payload_files(reopened) == [] and reopened.bytes == 0
+    reopened.close()
+
+
+def test_files_no_row_names_are_removed_at_start(tmp_path: Path,
+                                                 make_capture: MakeCapture) -> None:
+    spool = open_spool(tmp_path, max_bytes=1 << 22)
+    append(spool, make_capture("kept", size=LARGE))
+    [kept] = payload_files(spool)
+    spool.close()
+    (spool.payloads / "0123abcd.bin").write_bytes(b"written, then the power failed")
+    reopened = open_spool(tmp_path, max_bytes=1 << 22)
+    assert payload_files(reopened) == [kept]
+    reopened.close()
+
+
+def test_a_lost_payload_file_fails_its_capture_only(tmp_path: Path,
+                                                    make_capture: MakeCapture) -> None:
+    given_up: list[str] = []
+    spool = open_spool(tmp_path, max_bytes=1 << 22, on_dropped=given_up.extend)
+    for capture_id in ("a", "b", "c"):
+        append(spool, make_capture(capture_id, size=LARGE))
+    payload_files(spool)[0].unlink()  # which capture it belonged to does not matter
+    [batch] = spool.take_batches(10)
+    assert len(given_up) == 1 and len(batch.requests) == 2
+    assert {r.capture_id for r in batch.requests} | set(given_up) == {"a", "b", "c"}
+    spool.complete(batch)
+    assert spool.records == 0 and payload_files(spool) == []
+    spool.close()
+
+
+def test_drop_oldest_and_refusals_remove_their_files(tmp_path: Path,
+                                                     make_capture: MakeCapture) -> None:
+    spool = open_spool(tmp_path, max_bytes=400_000, policy="drop-oldest")
+    for i in range(4):
+        append(spool, make_capture(f"c{i}", size=LARGE))
+    assert spool.dropped == 2 and len(payload_files(spool)) == 2
+    spool.close()
+    refusing = open_spool(tmp_path, max_bytes=400_000)
+    with pytest.raises(ResourceExhausted, match="capture spool full"):
+        append(refusing, make_capture("c4", size=LARGE))
+    assert len(payload_files(refusing)) == 2
+    refusing.close()
+
+
+def test_a_spool_written_before_payload_files_opens(tmp_path: Path,
+                                                    make_capture: MakeCapture) -> None:
+    old = make_capture("old", size=LARGE)
+    database = sqlite3.connect(tmp_path / "spool.sqlite")
+    database.executescript("""
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        CREATE TABLE records (seq INTEGER PRIMARY KEY AUTOINCREMENT, capture_id TEXT NOT NULL,
+            directory TEXT NOT NULL, size INTEGER NOT NULL, batch INTEGER, body BLOB NOT NULL);
+        CREATE INDEX records_batch ON records (batch);
+        CREATE TABLE batches (id INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT NOT NULL);
+        CREATE TABLE finished (capture_id TEXT PRIMARY KEY, status INTEGER NOT NULL,
+            expires REAL NOT NULL);""")
+    body = pack_request(old)
+    database.execute("INSERT INTO records (capture_id, directory, size, body) VALUES (?, ?, ?, ?)",
+                     ("old", LAYOUT.directory(old), len(body), body))
+    database.commit()
+    database.close()
+    spool = open_spool(tmp_path, max_bytes=1 << 22)
+    assert spool.recovered().in_progress == ["old"]
+    new = make_capture("new", size=LARGE)
+    append(spool, new)
+    [batch] = spool.take_batches(10)
+    assert batch.requests == (old, new)
+    spool.complete(batch)
+    assert spool.records == 0 and payload_files(spool) == []
     spool.close()

@@ -275,6 +275,9 @@ class CaptureService:
 
     def _deliver(self, batch: Batch) -> bool:
         """Store a batch, retrying with backoff; False when closing and out of time."""
+        if not batch.requests:  # every capture of it was given up (lost payload files)
+            self._source.complete(batch)
+            return True
         try:
             files = encode_batch(
                 batch.requests, key=batch.key, device=self._identity,

@@ -25,6 +25,13 @@ key, which overwrites what a half-finished attempt left. A batch's records are d
 transaction that remembers their ids as finished, so a client retrying a capture that was stored
 gets ALREADY_EXISTS instead of a duplicate.
 
+Large captures: a capture whose packed size exceeds ``FILE_THRESHOLD`` keeps its bytes in a file
+of the folder ``<spool>-payloads`` beside the database, written and fsynced (with the folder)
+before the row that names it commits; the row is then small. Inside SQLite a 600 KB row is
+rewritten whole when it joins a batch, copied again by every checkpoint and walked page by page
+when deleted. A file that no row names (a crash between the two writes) is removed at the next
+start; a named file that has gone missing makes its capture FAILURE instead of stopping delivery.
+
 Budget: ``max_bytes`` counts the payload bytes of held captures (tensor and auxiliary bytes plus a
 small header each); SQLite reuses freed pages, so the file stays near its peak size. When a new
 capture does not fit, the ``refuse`` policy answers RESOURCE_EXHAUSTED and ``drop-oldest`` deletes
@@ -35,7 +42,9 @@ exceeded by at most one batch).
 from __future__ import annotations
 
 import builtins
+import errno
 import logging
+import os
 import sqlite3
 import struct
 import threading
@@ -60,6 +69,9 @@ from edgefleet.errors import EdgefleetError, ResourceExhausted
 
 log = logging.getLogger(__name__)
 
+#: Packed captures above this many bytes keep their bytes in a file beside the spool (see above).
+FILE_THRESHOLD = 64 << 10
+
 #: Seconds between two log lines about dropped captures.
 _DROP_LOG_INTERVAL = 10.0
 
@@ -71,7 +83,8 @@ CREATE TABLE IF NOT EXISTS records (
     directory TEXT NOT NULL,
     size INTEGER NOT NULL,
     batch INTEGER,
-    body BLOB NOT NULL);
+    body BLOB NOT NULL,
+    file TEXT);
 DROP INDEX IF EXISTS records_batch;
 CREATE INDEX IF NOT EXISTS records_batched ON records (batch) WHERE batch IS NOT NULL;
 CREATE TABLE IF NOT EXISTS batches (id INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT NOT NULL);
@@ -82,15 +95,20 @@ CREATE INDEX IF NOT EXISTS finished_expires ON finished (expires);
 
 OverflowPolicy = Literal["refuse", "drop-oldest"]
 
+#: A spooled capture as read back: ``(capture_id, body, file)``.
+_Row = tuple[str, bytes, str | None]
+
 
 @dataclass(slots=True)
 class _Pending:
     """A capture waiting to be committed; ``done`` once committed or failed (``error``)."""
 
     request: CaptureRequest
-    body: bytes
+    body: bytes  # empty when the bytes are in ``file``
     directory: str
     wait: bool
+    size: int  # packed size, counted against the budget
+    file: str | None = None
     done: bool = False
     error: EdgefleetError | None = None
 
@@ -142,6 +160,11 @@ class Spool:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
+        if "file" not in {row[1] for row in self._db.execute("PRAGMA table_info(records)")}:
+            self._db.execute("ALTER TABLE records ADD COLUMN file TEXT")  # spools before 0.2
+        self.payloads = path.parent / f"{path.stem}-payloads"
+        self.payloads.mkdir(mode=0o700, exist_ok=True)
+        self._remove_orphan_payloads()
         self._db_lock = threading.Lock()
         self._db.execute("INSERT OR IGNORE INTO meta VALUES ('stream', ?)",
                          (uuid.uuid4().hex[:12],))
@@ -221,37 +244,53 @@ class Spool:
                 f"capture of {size} bytes exceeds the whole capture spool budget "
                 f"(edgefleet_capture_spool_max_bytes = {self._max_bytes}); send a smaller "
                 f"capture or raise that key")
-        pending = _Pending(request, body, directory, wait)
+        file = None
+        if size > FILE_THRESHOLD:  # written (and fsynced) here, in parallel with other callers
+            with self._queue_lock:  # do not write a file only to throw it away
+                refusal = self._refusal(size)
+            if refusal is not None:
+                raise refusal
+            file, body = self._write_payload(body), b""
+        pending = _Pending(request, body, directory, wait, size, file)
         with self._queue_lock:
-            if self._closing:
-                raise ResourceExhausted("capture spool is closing; retry after the restart")
-            if len(self._queue) >= self._queue_limit:
-                raise ResourceExhausted(
-                    f"capture buffer full ({self._queue_limit} captures wait to be written to "
-                    f"the spool); retry later, or raise "
-                    f"sagemaker_edge_core_capture_data_buffer_size")
-            held = self._bytes + self._queued_bytes + size
-            if self._policy == "refuse" and held > self._max_bytes:
-                raise ResourceExhausted(
-                    f"capture spool full ({self._bytes} of {self._max_bytes} bytes held while "
-                    f"the destination catches up); retry later, raise "
-                    f"edgefleet_capture_spool_max_bytes, or set edgefleet_capture_overflow_policy "
-                    f"to 'drop-oldest'")
-            self._queue.append(pending)
-            self._queued_bytes += size
-            if not wait:
-                self._unwaited += 1
-                self._writer_wanted.notify()
-                return
-            # Group commit: a caller that finds no commit running commits the whole queue;
-            # the others wait for it (or lead the next one).
-            while self._committing and not pending.done:
-                self._committed.wait()
-            entries = [] if pending.done else self._take_queue()
+            refusal = self._refusal(size)
+            if refusal is None:
+                self._queue.append(pending)
+                self._queued_bytes += size
+                if not wait:
+                    self._unwaited += 1
+                    self._writer_wanted.notify()
+                    return
+                # Group commit: a caller that finds no commit running commits the whole
+                # queue; the others wait for it (or lead the next one).
+                while self._committing and not pending.done:
+                    self._committed.wait()
+                entries = [] if pending.done else self._take_queue()
+        if refusal is not None:
+            self._remove_payloads([file])
+            raise refusal
         if entries:
             self._commit_entries(entries)
         if pending.error is not None:
             raise pending.error
+
+    def _refusal(self, size: int) -> ResourceExhausted | None:
+        # Called with the queue lock held: why a capture of ``size`` bytes cannot be queued.
+        if self._closing:
+            return ResourceExhausted("capture spool is closing; retry after the restart")
+        if len(self._queue) >= self._queue_limit:
+            return ResourceExhausted(
+                f"capture buffer full ({self._queue_limit} captures wait to be written to "
+                f"the spool); retry later, or raise "
+                f"sagemaker_edge_core_capture_data_buffer_size")
+        held = self._bytes + self._queued_bytes + size
+        if self._policy == "refuse" and held > self._max_bytes:
+            return ResourceExhausted(
+                f"capture spool full ({self._bytes} of {self._max_bytes} bytes held while "
+                f"the destination catches up); retry later, raise "
+                f"edgefleet_capture_spool_max_bytes, or set edgefleet_capture_overflow_policy "
+                f"to 'drop-oldest'")
+        return None
 
     def _take_queue(self) -> list[_Pending]:
         # Called with the queue lock held.
@@ -280,8 +319,9 @@ class Spool:
             for entry in entries:
                 entry.error = failure
             dropped = [e.request.capture_id for e in entries if not e.wait]
+            self._remove_payloads([e.file for e in entries])
         with self._queue_lock:
-            self._queued_bytes -= sum(len(entry.body) for entry in entries)
+            self._queued_bytes -= sum(entry.size for entry in entries)
             for entry in entries:
                 entry.done = True
             self._committing = False
@@ -292,8 +332,10 @@ class Spool:
             self._on_dropped(dropped)
 
     def _commit(self, entries: list[_Pending]) -> list[str]:
-        size = sum(len(entry.body) for entry in entries)
-        dropped: list[tuple[int, str, int]] = []
+        size = sum(entry.size for entry in entries)
+        dropped: list[tuple[int, str, int, str | None]] = []
+        if any(entry.file is not None for entry in entries):
+            _fsync_folder(self.payloads)  # the files' names, before rows that name them
         with self._db_lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
@@ -301,8 +343,10 @@ class Spool:
                 if self._policy == "drop-oldest" and excess > 0:
                     dropped = self._drop_oldest(excess)
                 self._db.executemany(
-                    "INSERT INTO records (capture_id, directory, size, body) VALUES (?, ?, ?, ?)",
-                    [(e.request.capture_id, e.directory, len(e.body), e.body) for e in entries])
+                    "INSERT INTO records (capture_id, directory, size, body, file) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    [(e.request.capture_id, e.directory, e.size, e.body, e.file)
+                     for e in entries])
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
@@ -315,15 +359,17 @@ class Spool:
             if self._unbatched >= self._wanted:
                 self._changed.notify()
         if dropped:
+            self._remove_payloads([row[3] for row in dropped])
             self._log_dropped(len(dropped))
         return [row[1] for row in dropped]
 
-    def _drop_oldest(self, excess: int) -> list[tuple[int, str, int]]:
+    def _drop_oldest(self, excess: int) -> list[tuple[int, str, int, str | None]]:
         victims = []
         freed = 0
-        for seq, capture_id, size in self._db.execute(
-                "SELECT seq, capture_id, size FROM records WHERE batch IS NULL ORDER BY seq"):
-            victims.append((seq, capture_id, size))
+        for seq, capture_id, size, file in self._db.execute(
+                "SELECT seq, capture_id, size, file FROM records WHERE batch IS NULL "
+                "ORDER BY seq"):
+            victims.append((seq, capture_id, size, file))
             freed += size
             if freed >= excess:
                 break
@@ -401,16 +447,35 @@ class Spool:
         if formed:
             with self._changed:
                 self._unbatched -= formed
-        # Decoding copies every payload: done after the lock that CaptureData's commits need.
-        return [Batch(key, tuple(unpack_request(body) for body in bodies), batch_id)
-                for batch_id, key, bodies in stored]
+        # Reading payload files and decoding copy every payload: done after the lock that
+        # CaptureData's commits need.
+        batches = []
+        missing: list[str] = []
+        for batch_id, key, rows in stored:
+            requests = []
+            for capture_id, body, file in rows:
+                if file is not None:
+                    try:
+                        body = self._read_payload(file)
+                    except OSError as error:
+                        log.error("capture spool %s: the payload file of capture %r is gone "
+                                  "(%s); it is marked FAILURE", self.path, capture_id, error)
+                        missing.append(capture_id)
+                        continue
+                requests.append(unpack_request(body))
+            batches.append(Batch(key, tuple(requests), batch_id))
+        if missing:
+            self._on_dropped(missing)
+        return batches
 
-    def _fetch(self, batch_id: int) -> tuple[int, str, list[builtins.bytes]]:
-        """A batch's key and its records' packed bodies (called with the database lock)."""
+    def _fetch(self, batch_id: int) -> tuple[int, str, list[_Row]]:
+        """A batch's key and its records' ``(capture_id, body, file)`` (called with the
+        database lock)."""
         key = self._db.execute("SELECT key FROM batches WHERE id = ?", (batch_id,)).fetchone()[0]
-        bodies = [row[0] for row in self._db.execute(
-            "SELECT body FROM records WHERE batch = ? ORDER BY seq", (batch_id,))]
-        return batch_id, key, bodies
+        rows = self._db.execute(
+            "SELECT capture_id, body, file FROM records WHERE batch = ? ORDER BY seq",
+            (batch_id,)).fetchall()
+        return batch_id, key, rows
 
     def complete(self, batch: Batch) -> None:
         """See :meth:`BatchSource.complete`: delete the batch, remember its ids as stored."""
@@ -421,6 +486,9 @@ class Spool:
                 count, size = self._db.execute(
                     "SELECT count(*), coalesce(sum(size), 0) FROM records WHERE batch = ?",
                     (batch.spool_id,)).fetchone()
+                files = [row[0] for row in self._db.execute(
+                    "SELECT file FROM records WHERE batch = ? AND file IS NOT NULL",
+                    (batch.spool_id,))]
                 self._db.execute("DELETE FROM records WHERE batch = ?", (batch.spool_id,))
                 self._db.execute("DELETE FROM batches WHERE id = ?", (batch.spool_id,))
                 self._db.execute("DELETE FROM finished WHERE expires <= ?", (now,))
@@ -435,6 +503,59 @@ class Spool:
         with self._changed:
             self._records -= count
             self._bytes -= size
+        self._remove_payloads(files)  # after the commit: a crash leaves orphans, not holes
+
+    # -- payload files -------------------------------------------------------------------------
+    def _write_payload(self, body: builtins.bytes) -> str:
+        """Write and fsync a packed capture to a new file; return its name.
+
+        Raises:
+            ResourceExhausted: the disk is full.
+            EdgefleetError: any other write error.
+        """
+        name = f"{uuid.uuid4().hex}.bin"
+        path = self.payloads / name
+        try:
+            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW,
+                                 0o600)
+            with os.fdopen(descriptor, "wb") as stream:
+                stream.write(body)
+                stream.flush()
+                os.fsync(stream.fileno())
+        except OSError as error:
+            path.unlink(missing_ok=True)
+            if error.errno == errno.ENOSPC:
+                raise ResourceExhausted(f"capture spool {self.payloads}: disk full ({error}); "
+                                        f"free disk space") from None
+            raise EdgefleetError(f"capture spool {self.payloads} cannot be written: {error}; "
+                                 f"check the disk and the folder's permissions") from None
+        return name
+
+    def _read_payload(self, name: str) -> builtins.bytes:
+        if "/" in name or name.startswith("."):  # names are ours; never leave the folder
+            raise OSError(f"not a payload file name: {name!r}")
+        return (self.payloads / name).read_bytes()
+
+    def _remove_payloads(self, names: list[str | None]) -> None:
+        for name in names:
+            if name is not None and "/" not in name:
+                try:
+                    (self.payloads / name).unlink(missing_ok=True)
+                except OSError as error:  # an orphan now; the next start removes it
+                    log.warning("capture spool: cannot remove %s: %s", name, error)
+
+    def _remove_orphan_payloads(self) -> None:
+        named = {row[0] for row in self._db.execute(
+            "SELECT file FROM records WHERE file IS NOT NULL")}
+        orphans = [entry for entry in self.payloads.iterdir() if entry.name not in named]
+        for entry in orphans:
+            try:
+                entry.unlink(missing_ok=True)
+            except OSError as error:  # a folder someone made there, say: leave it
+                log.warning("capture spool: cannot remove %s: %s", entry, error)
+        if orphans:
+            log.info("capture spool %s: removed %d payload files of captures never committed "
+                     "(an earlier stop between file and commit)", self.path, len(orphans))
 
     # -- shutdown ------------------------------------------------------------------------------
     def close(self) -> None:
@@ -446,6 +567,14 @@ class Spool:
             self._writer.join()
         with self._db_lock:
             self._db.close()
+
+
+def _fsync_folder(folder: Path) -> None:
+    descriptor = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
 
 
 def _write_error(path: Path, error: Exception) -> EdgefleetError:
