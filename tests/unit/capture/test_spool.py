@@ -197,3 +197,18 @@ def test_a_spool_written_before_payload_files_opens(tmp_path: Path,
     spool.complete(batch)
     assert spool.records == 0 and payload_files(spool) == []
     spool.close()
+
+
+def test_batches_of_interleaved_models_hold_exactly_their_captures(
+        tmp_path: Path, make_capture: MakeCapture) -> None:
+    spool = open_spool(tmp_path)
+    for i in range(6):
+        append(spool, make_capture(f"c{i}", model="alpha" if i % 2 == 0 else "beta"))
+    first = spool.take_batches(3)  # c0 c1 c2: alpha gets c0 and c2, beta c1
+    assert [[r.capture_id for r in b.requests] for b in first] == [["c0", "c2"], ["c1"]]
+    rest = spool.take_batches(10)
+    assert [[r.capture_id for r in b.requests] for b in rest] == [["c3", "c5"], ["c4"]]
+    for batch in first + rest:
+        spool.complete(batch)
+    assert spool.records == 0 and spool.take_batches(10) == []
+    spool.close()

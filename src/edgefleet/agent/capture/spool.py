@@ -436,8 +436,11 @@ class Spool:
                         self._db.execute("UPDATE batches SET key = ? WHERE id = ?",
                                          (self._layout.key(directory, self.stream, batch_id),
                                           batch_id))
-                        self._db.executemany("UPDATE records SET batch = ? WHERE seq = ?",
-                                             [(batch_id, seq) for seq in seqs])
+                        # The rows just read are all the unbatched ones of this folder between
+                        # its first and last seq (the oldest unbatched, in seq order).
+                        self._db.execute(
+                            "UPDATE records SET batch = ? WHERE batch IS NULL AND directory = ? "
+                            "AND seq BETWEEN ? AND ?", (batch_id, directory, seqs[0], seqs[-1]))
                         ids.append(batch_id)
                     self._db.execute("COMMIT")
                 except BaseException:
