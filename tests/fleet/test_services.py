@@ -248,10 +248,10 @@ def test_stop_stage_and_unknown_results(sessions: Sessions, server_key: ServerKe
         assert s.scalars(select(StageDevice)).all() == []
 
 
+# PostgreSQL only: SQLite serialises writers, so the second request waits instead of racing.
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_concurrent_plan_creation_answers_already_exists(
-        sessions: Sessions, server_key: ServerKey, onnx_model: Path, database_url: str) -> None:
-    if not database_url.startswith("postgresql"):
-        pytest.skip("SQLite serialises writers: the second request waits instead of racing")
+        sessions: Sessions, server_key: ServerKey, onnx_model: Path) -> None:
     _fleet(sessions)
     first = _plan(sessions, server_key, onnx_model, [])  # also packages relu-1
     spec = schemas.PlanCreate(name="twin", fleet="wind", models=[
