@@ -36,3 +36,16 @@ def test_periodic_upload_keeps_files_when_the_store_fails(tmp_path: Path) -> Non
     assert uploader.upload_once() == 0
     assert uploader.failures == 1
     assert len([f for f in tmp_path.rglob("*") if f.is_file()]) == 2
+
+
+def test_periodic_upload_writes_payloads_in_groups_before_batch_files(tmp_path: Path) -> None:
+    disk = DiskSink(tmp_path)
+    folder = "f/m/2026/11/23/19"
+    for batch in range(3):
+        disk.write([BatchFile(f"{folder}/b{batch}.{line}.input.0.bin", b"\x01" * 100)
+                    for line in range(25)] + [BatchFile(f"{folder}/b{batch}.jsonl", b"{}\n")])
+    store = MemorySink()
+    assert PeriodicUploader(disk, store, period=60).upload_once() == 78
+    assert store.writes == 4  # 75 payloads in groups of 32, 32 and 11, then the 3 batch files
+    kinds = [key.endswith(".jsonl") for key in store.files]  # in the order they were stored
+    assert kinds == [False] * 75 + [True] * 3

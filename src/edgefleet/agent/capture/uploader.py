@@ -14,12 +14,17 @@ import contextlib
 import logging
 import os
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 from edgefleet.agent.capture.records import BatchFile
 from edgefleet.agent.capture.sinks import CaptureSink, DiskSink
 
 log = logging.getLogger(__name__)
+
+#: Files, and bytes, read into memory at most for one write to the store.
+CHUNK_FILES = 32
+CHUNK_BYTES = 64 << 20
 
 
 class PeriodicUploader:
@@ -65,16 +70,20 @@ class PeriodicUploader:
         An error stops the round (logged, counted in :attr:`failures`); the next round retries.
         """
         root = self.disk.root
-        files = sorted((path for path in root.rglob("*")
-                        if path.is_file() and not path.name.startswith(".")),
-                       key=lambda path: (path.suffix == ".jsonl", path))
+        files = sorted(path for path in root.rglob("*")
+                       if path.is_file() and not path.name.startswith("."))
         moved = 0
         try:
-            for path in files:
-                key = path.relative_to(root).as_posix()
-                self.store.write([BatchFile(key, path.read_bytes())])
-                path.unlink()
-                moved += 1
+            # All raw payload files first, then the batch files; each in groups that the store
+            # may write concurrently (S3Sink PUTs all but the last of a group at once).
+            for group in ([p for p in files if p.suffix != ".jsonl"],
+                          [p for p in files if p.suffix == ".jsonl"]):
+                for chunk in _chunks(group):
+                    self.store.write([BatchFile(path.relative_to(root).as_posix(),
+                                                path.read_bytes()) for path in chunk])
+                    for path in chunk:
+                        path.unlink()
+                    moved += len(chunk)
         except Exception as error:  # any store error: keep the files, retry next round
             self.failures += 1
             log.warning("periodic upload to %s failed after %d of %d files: %s; retrying in "
@@ -92,3 +101,19 @@ class PeriodicUploader:
                 if Path(folder) != root:
                     with contextlib.suppress(OSError):  # not empty
                         os.rmdir(folder)
+
+
+def _chunks(paths: list[Path]) -> Iterator[list[Path]]:
+    """``paths`` in order, in groups of at most ``CHUNK_FILES`` files and ``CHUNK_BYTES`` bytes
+    (a larger file makes a group of its own)."""
+    chunk: list[Path] = []
+    size = 0
+    for path in paths:
+        length = path.stat().st_size
+        if chunk and (len(chunk) == CHUNK_FILES or size + length > CHUNK_BYTES):
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(path)
+        size += length
+    if chunk:
+        yield chunk
