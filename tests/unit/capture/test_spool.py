@@ -155,6 +155,11 @@ def test_a_lost_payload_file_fails_its_capture_only(tmp_path: Path,
     spool.complete(batch)
     assert spool.records == 0 and payload_files(spool) == []
     spool.close()
+    reopened = open_spool(tmp_path)
+    statuses = {i: s for i, s, _ in reopened.recovered().finished}
+    reopened.close()
+    assert statuses == {capture_id: CaptureStatus.FAILURE if capture_id in given_up
+                        else CaptureStatus.SUCCESS for capture_id in ("a", "b", "c")}
 
 
 def test_drop_oldest_and_refusals_remove_their_files(tmp_path: Path,

@@ -481,24 +481,27 @@ class Spool:
         return batch_id, key, rows
 
     def complete(self, batch: Batch) -> None:
-        """See :meth:`BatchSource.complete`: delete the batch, remember its ids as stored."""
+        """See :meth:`BatchSource.complete`: delete the batch, remember its ids as stored
+        (SUCCESS), or FAILURE for members whose payload file was lost."""
         now = time.time()
         with self._db_lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                count, size = self._db.execute(
-                    "SELECT count(*), coalesce(sum(size), 0) FROM records WHERE batch = ?",
-                    (batch.spool_id,)).fetchone()
-                files = [row[0] for row in self._db.execute(
-                    "SELECT file FROM records WHERE batch = ? AND file IS NOT NULL",
-                    (batch.spool_id,))]
+                rows = self._db.execute(
+                    "SELECT capture_id, size, file FROM records WHERE batch = ?",
+                    (batch.spool_id,)).fetchall()
+                count, size = len(rows), sum(row[1] for row in rows)
+                files = [row[2] for row in rows if row[2] is not None]
+                # Members missing from ``batch.requests`` lost their payload file (FAILURE).
+                stored = {r.capture_id for r in batch.requests}
                 self._db.execute("DELETE FROM records WHERE batch = ?", (batch.spool_id,))
                 self._db.execute("DELETE FROM batches WHERE id = ?", (batch.spool_id,))
                 self._db.execute("DELETE FROM finished WHERE expires <= ?", (now,))
                 self._db.executemany(
                     "INSERT OR REPLACE INTO finished VALUES (?, ?, ?)",
-                    [(r.capture_id, int(CaptureStatus.SUCCESS), now + self._ttl)
-                     for r in batch.requests])
+                    [(row[0], int(CaptureStatus.SUCCESS if row[0] in stored
+                                  else CaptureStatus.FAILURE), now + self._ttl)
+                     for row in rows])
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
