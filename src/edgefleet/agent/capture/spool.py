@@ -161,7 +161,7 @@ class Spool:
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
         if "file" not in {row[1] for row in self._db.execute("PRAGMA table_info(records)")}:
-            self._db.execute("ALTER TABLE records ADD COLUMN file TEXT")  # spools before 0.2
+            self._db.execute("ALTER TABLE records ADD COLUMN file TEXT")  # an older spool
         self.payloads = path.parent / f"{path.stem}-payloads"
         self.payloads.mkdir(mode=0o700, exist_ok=True)
         self._remove_orphan_payloads()
