@@ -138,19 +138,17 @@ class ModelRegistry:
         for hook in self.on_load:
             hook(model)
 
-    def find(self, alias: str) -> LoadedModel | None:
-        """The published model under ``alias``, or ``None`` (for metadata; not counted in
-        flight)."""
-        return self._models.get(alias)
-
     def get(self, alias: str) -> LoadedModel:
-        """The published model under ``alias`` (for metadata; not counted in flight).
+        """The published model under ``alias`` (for metadata; not counted in flight). Like
+        :meth:`checkout`, the alias is validated only when no model has it.
 
         Raises:
+            InvalidArgument: no model under ``alias`` and ``alias`` is malformed.
             NotFound: no model under that alias.
         """
         model = self._models.get(alias)
         if model is None:
+            check_alias(alias)
             raise NotFound(self._not_loaded(alias))
         return model
 

@@ -182,7 +182,7 @@ class AgentService:
             InvalidArgument: bad alias.
             NotFound: no model under that alias.
         """
-        return self.registry.get(_resolve_alias(name, handle)).info
+        return self.registry.get(handle or name).info
 
     # -- predict ----------------------------------------------------------------------------------
     def predict(self, name: str, inputs: Sequence[TensorInput],
@@ -333,9 +333,7 @@ class AgentService:
                 f"capture_id must be 1 to {MAX_CAPTURE_ID_LENGTH} characters, got "
                 f"{len(capture_id)}")
         alias = model_handle or model_name
-        model = self.registry.find(alias)  # only valid aliases are ever loaded
-        if model is None:
-            model = self.registry.get(check_alias(alias))  # InvalidArgument or NotFound
+        model = self.registry.get(alias)  # validates the alias only when nothing has it
         now_ns = time.time_ns()
         if inference_time_ns is None:
             inference_time_ns = now_ns
