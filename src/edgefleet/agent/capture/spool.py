@@ -50,7 +50,7 @@ import struct
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -538,27 +538,27 @@ class Spool:
         return name
 
     def _read_payload(self, name: str) -> builtins.bytes:
-        if "/" in name or name.startswith("."):  # names are ours; never leave the folder
-            raise OSError(f"not a payload file name: {name!r}")
-        return (self.payloads / name).read_bytes()
+        return self._payload_path(name).read_bytes()
 
-    def _remove_payloads(self, names: list[str | None]) -> None:
+    def _payload_path(self, name: str) -> Path:
+        """Raises OSError for a name this spool never writes (it would leave the folder)."""
+        if "/" in name or name.startswith("."):
+            raise OSError(f"not a payload file name: {name!r}")
+        return self.payloads / name
+
+    def _remove_payloads(self, names: Iterable[str | None]) -> None:
         for name in names:
-            if name is not None and "/" not in name:
+            if name is not None:
                 try:
-                    (self.payloads / name).unlink(missing_ok=True)
-                except OSError as error:  # an orphan now; the next start removes it
-                    log.warning("capture spool: cannot remove %s: %s", name, error)
+                    self._payload_path(name).unlink(missing_ok=True)
+                except OSError as error:  # left in place; the next start tries again
+                    log.warning("capture spool: cannot remove payload file %s: %s", name, error)
 
     def _remove_orphan_payloads(self) -> None:
         named = {row[0] for row in self._db.execute(
             "SELECT file FROM records WHERE file IS NOT NULL")}
-        orphans = [entry for entry in self.payloads.iterdir() if entry.name not in named]
-        for entry in orphans:
-            try:
-                entry.unlink(missing_ok=True)
-            except OSError as error:  # a folder someone made there, say: leave it
-                log.warning("capture spool: cannot remove %s: %s", entry, error)
+        orphans = [entry.name for entry in self.payloads.iterdir() if entry.name not in named]
+        self._remove_payloads(orphans)
         if orphans:
             log.info("capture spool %s: removed %d payload files of captures never committed "
                      "(an earlier stop between file and commit)", self.path, len(orphans))
