@@ -54,10 +54,13 @@ class PeriodicUploader:
         self._thread.start()
 
     def stop(self, timeout: float) -> None:
-        """Run a last round and stop the thread, waiting at most ``timeout`` seconds."""
+        """Run a last round and stop the thread, waiting at most ``timeout`` seconds; then
+        release the store (its upload threads)."""
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout)
+        if not self._thread.is_alive():
+            self.store.close()
 
     def _loop(self) -> None:
         while not self._stop.wait(self.period):
