@@ -63,6 +63,20 @@ def test_defaults_follow_the_spec() -> None:
     assert config.edgefleet_max_message_bytes >= 512 * 1024 * 1024
 
 
+def test_grpc_workers_default_follows_the_spool(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Durable CaptureData calls hold their thread until the commit is on disk: twice the cores.
+    monkeypatch.setattr("os.cpu_count", lambda: 3)
+    assert AgentConfig.from_mapping({}).edgefleet_grpc_workers == 3
+    assert AgentConfig.from_mapping(
+        {"sagemaker_edge_db_enable": True}).edgefleet_grpc_workers == 6
+    monkeypatch.setattr("os.cpu_count", lambda: 1)
+    assert AgentConfig.from_mapping({}).edgefleet_grpc_workers == 2
+    assert AgentConfig.from_mapping(
+        {"sagemaker_edge_db_enable": True}).edgefleet_grpc_workers == 4
+    assert AgentConfig.from_mapping(
+        {"sagemaker_edge_db_enable": True, "edgefleet_grpc_workers": 1}).edgefleet_grpc_workers == 1
+
+
 def test_every_field_is_documented() -> None:
     for name, field in AgentConfig.model_fields.items():
         assert field.description, f"{name} has no docstring"
