@@ -52,6 +52,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
@@ -94,6 +95,17 @@ CREATE INDEX IF NOT EXISTS finished_expires ON finished (expires);
 """
 
 OverflowPolicy = Literal["refuse", "drop-oldest"]
+
+#: Captures committed by one multi-row INSERT at most (5 parameters each, far below SQLite's
+#: limit of 32766 parameters per statement); larger groups use a transaction.
+_ROWS_PER_INSERT = 64
+
+
+@lru_cache(maxsize=_ROWS_PER_INSERT)
+def _insert_rows(count: int) -> str:
+    """The INSERT statement of ``count`` records (5 parameters each)."""
+    return ("INSERT INTO records (capture_id, directory, size, body, file) VALUES "
+            + ", ".join(["(?, ?, ?, ?, ?)"] * count))
 
 #: A spooled capture as read back: ``(capture_id, body, file)``.
 _Row = tuple[str, bytes, str | None]
@@ -336,21 +348,24 @@ class Spool:
         dropped: list[tuple[int, str, int, str | None]] = []
         if any(entry.file is not None for entry in entries):
             _fsync_folder(self.payloads)  # the files' names, before rows that name them
+        rows = [(e.request.capture_id, e.directory, e.size, e.body, e.file) for e in entries]
         with self._db_lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                excess = self._bytes + size - self._max_bytes
-                if self._policy == "drop-oldest" and excess > 0:
-                    dropped = self._drop_oldest(excess)
-                self._db.executemany(
-                    "INSERT INTO records (capture_id, directory, size, body, file) "
-                    "VALUES (?, ?, ?, ?, ?)",
-                    [(e.request.capture_id, e.directory, e.size, e.body, e.file)
-                     for e in entries])
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+            excess = self._bytes + size - self._max_bytes
+            if len(rows) <= _ROWS_PER_INSERT and not (
+                    self._policy == "drop-oldest" and excess > 0):
+                # One statement outside a transaction commits by itself: one call into SQLite
+                # instead of three, and each call hands the GIL to other threads and back.
+                self._db.execute(_insert_rows(len(rows)), [v for row in rows for v in row])
+            else:
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    if self._policy == "drop-oldest" and excess > 0:
+                        dropped = self._drop_oldest(excess)
+                    self._db.executemany(_insert_rows(1), rows)
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
         freed = sum(row[2] for row in dropped)
         with self._changed:
             self._records += len(entries) - len(dropped)
