@@ -1,11 +1,16 @@
-"""Capture through a real ``edgefleet-agent`` process: kill -9 mid-stream, a full spool."""
+"""Capture through a real ``edgefleet-agent`` process: kill -9 mid-stream, a full spool, a full
+disk under the spool."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
 import socket
+import subprocess
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +22,7 @@ from support.models import affine_reference
 from support.packages import Packages, base_config
 from support.s3server import S3Server
 
+from edgefleet.agent.capture.records import read_batch_file
 from edgefleet.proto import agent_pb2 as pb
 
 pytestmark = pytest.mark.slow
@@ -143,3 +149,71 @@ def test_full_spool_refuses_captures_and_predict_keeps_serving(
         assert "wait in the spool" in agent.log()
     finally:
         assert agent.stop() == 0, agent.log()
+
+
+@contextlib.contextmanager
+def small_filesystem(path: Path, size: str) -> Iterator[Path]:
+    """A tmpfs of ``size`` (e.g. ``"4m"``) mounted at ``path`` for the block: a disk that fills."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root (CI runs as root)")
+    path.mkdir(parents=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(path)],
+                   check=True, capture_output=True)
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=True, capture_output=True)
+
+
+def test_full_disk_under_the_spool_refuses_then_delivers_everything(
+        packages: Packages, tmp_path: Path) -> None:
+    blocker = tmp_path / "destination"
+    blocker.write_text("a file where the capture folder should be: delivery fails for now")
+    with small_filesystem(tmp_path / "small", "3m") as small:
+        config = base_config(
+            packages, sagemaker_edge_db_enable=True,
+            sagemaker_edge_local_data_root_path=str(small / "data"),
+            sagemaker_edge_core_capture_data_disk_path=str(blocker / "capture"),
+            edgefleet_capture_spool_max_bytes=1 << 30)  # the disk fills before the budget
+        agent = start_agent(config, tmp_path / "agent")
+        try:
+            load_affine(agent, packages)
+            accepted: list[str] = []
+            with pytest.raises(grpc.RpcError) as refused:
+                for i in range(200):  # 96 KB each: payload files beside the spool
+                    agent.stub.CaptureData(capture_request(f"big-{i}", rows=2000), timeout=10)
+                    accepted.append(f"big-{i}")
+            assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, agent.log()
+            assert "disk full" in refused.value.details()
+            assert len(accepted) >= 5
+            x = np.ones((2, 4), np.float32)
+            reply = agent.stub.Predict(pb.PredictRequest(name="affine", tensors=[tensor("x", x)]))
+            np.testing.assert_allclose(
+                np.frombuffer(reply.tensors[0].byte_data, np.float32).reshape(2, 4),
+                affine_reference(x)[0])
+            for capture_id in accepted:
+                status = agent.stub.GetCaptureDataStatus(
+                    pb.GetCaptureDataStatusRequest(capture_id=capture_id))
+                assert status.status == pb.IN_PROGRESS
+
+            blocker.unlink()  # the destination is back: everything accepted drains
+            deadline = time.monotonic() + 90
+            for capture_id in accepted:
+                while agent.stub.GetCaptureDataStatus(pb.GetCaptureDataStatusRequest(
+                        capture_id=capture_id)).status != pb.SUCCESS:
+                    assert time.monotonic() < deadline, agent.log()
+                    time.sleep(0.2)
+            records = [record for path in sorted(blocker.rglob("*.jsonl"))
+                       for record in read_batch_file(path)]
+            assert sorted(r.request.capture_id for r in records) == sorted(accepted)
+            expected = capture_request("any", rows=2000)
+            for record in records:
+                np.testing.assert_array_equal(
+                    record.input_arrays["x"],
+                    np.frombuffer(expected.input_tensors[0].byte_data,
+                                  np.float32).reshape(2000, 4))
+            # The spool gave its space back: large captures are accepted again.
+            agent.stub.CaptureData(capture_request("after", rows=2000), timeout=10)
+            assert "disk full" in agent.log()
+        finally:
+            assert agent.stop() == 0, agent.log()
