@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, event, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from edgefleet.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
@@ -134,6 +134,41 @@ def test_stage_selection_by_each_kind(sessions: Sessions, server_key: ServerKey,
         rollout.start_stage(s, "plan", "pick")
     with sessions.begin() as s, pytest.raises(FailedPrecondition, match="in progress"):
         rollout.delete_plan(s, "plan")
+
+
+def test_list_plans_reads_a_fixed_number_of_queries(engine: Engine, sessions: Sessions,
+                                                     server_key: ServerKey,
+                                                     onnx_model: Path) -> None:
+    _fleet(sessions)
+    _devices(sessions, server_key, ["a-1", "a-2", "b-1"])
+    _plan(sessions, server_key, onnx_model, [_stage("one", type="NAMECONTAINS",
+                                                    name_contains="a-")])
+    statements: list[str] = []
+    event.listen(engine, "before_cursor_execute",
+                 lambda _conn, _cursor, sql, *_rest: statements.append(sql))
+
+    def list_counted() -> tuple[list[schemas.PlanOut], int]:
+        statements.clear()
+        with sessions() as s:
+            return rollout.list_plans(s), len(statements)
+
+    single, queries = list_counted()
+    with sessions.begin() as s:
+        rollout.start_stage(s, "plan", "one")
+        for number in range(2, 5):
+            rollout.create_plan(s, schemas.PlanCreate(
+                name=f"plan-{number}", fleet="wind",
+                models=[schemas.PlanModelSpec(model_handle="relu", packaging_job="relu-1")],
+                stages=[_stage(f"s{n}", type="PERCENTAGE", percentage=50)
+                        for n in range(number)]))
+    listed, more_queries = list_counted()
+    assert more_queries == queries, "list_plans should not query once per plan or stage"
+    assert [p.name for p in listed] == ["plan", "plan-2", "plan-3", "plan-4"]
+    assert [len(p.stages) for p in listed] == [1, 2, 3, 4]
+    assert listed[0].stages[0].device_counts == {"READYTODEPLOY": 2}
+    assert single[0].stages[0].device_counts == {}
+    with sessions() as s:
+        assert [rollout.describe_plan(s, p.name) for p in listed] == listed
 
 
 def test_selection_validation() -> None:

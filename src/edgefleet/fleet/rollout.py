@@ -130,10 +130,13 @@ def add_stage(session: Session, plan_name: str, spec: schemas.StageSpec) -> sche
     return describe_plan(session, plan_name)
 
 
-def _stage_out(session: Session, stage: Stage) -> schemas.StageOut:
-    counts = {status: count for status, count in session.execute(
-        select(StageDevice.status, func.count()).where(StageDevice.stage_id == stage.id)
-        .group_by(StageDevice.status))}
+def _stage_out(session: Session, stage: Stage,
+               counts: dict[str, int] | None = None) -> schemas.StageOut:
+    """``counts``: the stage's devices per status, when the caller read them already."""
+    if counts is None:
+        counts = {status: count for status, count in session.execute(
+            select(StageDevice.status, func.count()).where(StageDevice.stage_id == stage.id)
+            .group_by(StageDevice.status))}
     return schemas.StageOut(
         name=stage.name, position=stage.position, deployment_name=stage.deployment_name,
         selection=schemas.Selection(type=stage.selection_type,  # type: ignore[arg-type]
@@ -146,23 +149,48 @@ def _stage_out(session: Session, stage: Stage) -> schemas.StageOut:
 
 
 def describe_plan(session: Session, name: str) -> schemas.PlanOut:
-    """A plan with its models and stages (and per-stage device status counts)."""
-    plan = _get_plan(session, name)
-    fleet_name = session.scalar(select(Fleet.name).where(Fleet.id == plan.fleet_id)) or ""
-    models = [schemas.PlanModelSpec(model_handle=h, packaging_job=j) for h, j in session.execute(
-        select(PlanModel.model_handle, PackagingJob.name)
-        .join(PackagingJob, PlanModel.packaging_job_id == PackagingJob.id)
-        .where(PlanModel.plan_id == plan.id).order_by(PlanModel.model_handle))]
-    stages = [_stage_out(session, s) for s in session.scalars(
-        select(Stage).where(Stage.plan_id == plan.id).order_by(Stage.position))]
-    return schemas.PlanOut(name=plan.name, fleet=fleet_name, created_at=plan.created_at,
-                           models=models, stages=stages)
+    """A plan with its models and stages (and per-stage device status counts).
+
+    Raises:
+        NotFound: no such plan.
+    """
+    return _plan_outs(session, [_get_plan(session, name)])[0]
 
 
 def list_plans(session: Session) -> list[schemas.PlanOut]:
     """Every plan, by name."""
-    return [describe_plan(session, n) for n in
-            session.scalars(select(DeploymentPlan.name).order_by(DeploymentPlan.name))]
+    return _plan_outs(session, list(session.scalars(
+        select(DeploymentPlan).order_by(DeploymentPlan.name))))
+
+
+def _plan_outs(session: Session, plans: list[DeploymentPlan]) -> list[schemas.PlanOut]:
+    # Four queries whatever the number of plans and stages: fleets, models, stages, counts.
+    if not plans:
+        return []
+    ids = [plan.id for plan in plans]
+    fleet_names = dict(session.execute(
+        select(Fleet.id, Fleet.name).where(Fleet.id.in_({plan.fleet_id for plan in plans}))).all())
+    models: dict[int, list[schemas.PlanModelSpec]] = {plan_id: [] for plan_id in ids}
+    for plan_id, handle, job in session.execute(
+            select(PlanModel.plan_id, PlanModel.model_handle, PackagingJob.name)
+            .join(PackagingJob, PlanModel.packaging_job_id == PackagingJob.id)
+            .where(PlanModel.plan_id.in_(ids)).order_by(PlanModel.model_handle)):
+        models[plan_id].append(schemas.PlanModelSpec(model_handle=handle, packaging_job=job))
+    stages = list(session.scalars(
+        select(Stage).where(Stage.plan_id.in_(ids)).order_by(Stage.position)))
+    counts: dict[int, dict[str, int]] = {stage.id: {} for stage in stages}
+    if stages:
+        for stage_id, status, count in session.execute(
+                select(StageDevice.stage_id, StageDevice.status, func.count())
+                .where(StageDevice.stage_id.in_(list(counts)))
+                .group_by(StageDevice.stage_id, StageDevice.status)):
+            counts[stage_id][status] = count
+    stage_outs: dict[int, list[schemas.StageOut]] = {plan_id: [] for plan_id in ids}
+    for stage in stages:
+        stage_outs[stage.plan_id].append(_stage_out(session, stage, counts[stage.id]))
+    return [schemas.PlanOut(name=plan.name, fleet=fleet_names.get(plan.fleet_id, ""),
+                            created_at=plan.created_at, models=models[plan.id],
+                            stages=stage_outs[plan.id]) for plan in plans]
 
 
 def delete_plan(session: Session, name: str) -> None:
