@@ -4,8 +4,9 @@
    600 KB tensors, to Disk and to S3 (SeaweedFS), without and with the durable spool, beside the
    floor: a bare gRPC unary echo server on a Unix socket receiving the same serialized request,
    measured just before; for 1 KB also Predict on the same agent (what any call costs there).
-   Each row gives the server's CPU time per call. After each series it waits until every
-   acknowledged capture is stored and says so.
+   Each row gives the server's CPU time and context switches per call (on a VM a switch
+   costs tens of microseconds, and gRPC's threaded server makes about ten per call). After
+   each series it waits until every acknowledged capture is stored and says so.
 2. Predict p50/p99 of one client, without and with a stream of 100 captures/s from another
    process.
 
@@ -54,13 +55,15 @@ CLIENTS = (1, 4)
 
 @dataclass
 class Series:
-    """One measured series: acknowledged calls, refusals, the rate (calls/s) and the server's
-    CPU time per call (us, user + system); ``warmup``: calls acknowledged before the series."""
+    """One measured series: acknowledged calls, refusals, the rate (calls/s), the server's
+    CPU time per call (us, user + system) and its context switches per call (all threads);
+    ``warmup``: calls acknowledged before the series."""
 
     ok: int
     refused: int
     rate: float
     cpu_us: float = 0.0
+    switches: float = 0.0
     warmup: int = 0
 
 
@@ -68,6 +71,19 @@ def cpu_seconds(pid: int) -> float:
     """User + system CPU seconds of a process and its threads so far."""
     times = psutil.Process(pid).cpu_times()
     return float(times.user + times.system)
+
+
+def context_switches(pid: int) -> int:
+    """Voluntary + involuntary context switches of a process's live threads so far (Linux:
+    ``/proc/PID/task/*/status``; the process's own counters only cover its main thread)."""
+    total = 0
+    for status in Path(f"/proc/{pid}/task").glob("*/status"):
+        try:
+            lines = status.read_text().splitlines()
+        except OSError:  # the thread ended meanwhile
+            continue
+        total += sum(int(line.split()[1]) for line in lines if "ctxt_switches" in line)
+    return total
 
 
 def write_model(folder: Path) -> Path:
@@ -115,15 +131,18 @@ def sustained(call: Callable[[int, int], bool], clients: int, seconds: float,
     barrier.wait()
     started = time.perf_counter()
     cpu = cpu_seconds(server_pid)
+    switches = context_switches(server_pid)
     time.sleep(seconds)
     stop.set()
     for thread in threads:
         thread.join()
     elapsed = time.perf_counter() - started
     cpu = cpu_seconds(server_pid) - cpu
+    switches = context_switches(server_pid) - switches
     calls = sum(sum(c) for c in counts)
     ok = sum(c[0] for c in counts)
-    return Series(ok, calls - ok, ok / elapsed, cpu / max(calls, 1) * 1e6)
+    return Series(ok, calls - ok, ok / elapsed, cpu / max(calls, 1) * 1e6,
+                  switches / max(calls, 1))
 
 
 def wait_serving(socket_path: Path, process: subprocess.Popen[bytes]) -> None:
@@ -375,7 +394,7 @@ def main() -> None:
                   f"echo of the same request, measured just before")
             print(f"{'destination':12} {'mode':12} {'tensor':7} {'clients':>7} {'calls/s':>9} "
                   f"{'floor/s':>9} {'of floor':>8} {'Predict/s':>9} {'cpu us':>7} {'floor':>7} "
-                  f"{'refused':>7}  stored")
+                  f"{'cs/call':>7} {'floor':>6} {'refused':>7}  stored")
             for destination in args.destinations:
                 for durable in (mode == "durable" for mode in args.modes):
                     run_destination(work, model, s3, echo, destination, durable, sizes,
@@ -427,17 +446,18 @@ def run_destination(work: Path, model: Path, s3: S3Server, echo: EchoServer, des
                 print(f"{destination:12} {'durable' if durable else 'non-durable':12} "
                       f"{size:7} {clients:7d} {series.rate:9.0f} {floor.rate:9.0f} "
                       f"{ratio:8.0%} {predict} {series.cpu_us:7.0f} "
-                      f"{floor.cpu_us:7.0f} "
+                      f"{floor.cpu_us:7.0f} {series.switches:7.1f} {floor.switches:6.1f} "
                       f"{series.refused:7d}  {stored}", flush=True)
     finally:
         stop(process)
 
 
 def median_series(series: list[Series]) -> Series:
-    """Median rate and CPU time of repeated series; refusals summed."""
+    """Median rate, CPU time and context switches of repeated series; refusals summed."""
     return Series(sum(s.ok for s in series), sum(s.refused for s in series),
                   statistics.median(s.rate for s in series),
-                  statistics.median(s.cpu_us for s in series))
+                  statistics.median(s.cpu_us for s in series),
+                  statistics.median(s.switches for s in series))
 
 
 def stored_in_bucket_prefix(s3: S3Server, prefix: str) -> int:
