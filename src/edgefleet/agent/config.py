@@ -172,7 +172,8 @@ class AgentConfig(BaseModel):
     """Threads serving gRPC calls (default: the number of cores, at least 2; with
     ``sagemaker_edge_db_enable`` twice that, at least 4, because each CaptureData call holds its
     thread until the spool's commit is on disk: measured with 4 clients on 2 cores, 4 threads
-    gave +36% durable captures/s over 2, and 2 threads stay faster without the spool)."""
+    gave 5-36% more durable captures/s than 2 across runs, while without the spool 2 threads
+    stay faster; see benchmarks/capture/README.md)."""
 
     edgefleet_max_message_bytes: int = Field(default=1 << 30, ge=4 << 20, le=(1 << 31) - 1)
     """Largest gRPC message accepted or sent, in bytes (default 1 GiB; gRPC's own ceiling is
