@@ -54,13 +54,17 @@ class SampleClock:
     def __init__(self, backend: CaptureBackend) -> None:
         self._backend = backend
         self._latest: dict[str, float] = {}
+        # gRPC workers submit concurrently: without it an older time could overwrite a newer one.
+        self._lock = threading.Lock()
 
     def submit(self, request: CaptureRequest) -> None:
         """Hand ``request`` on; once accepted, note its inference time (epoch seconds)."""
         self._backend.submit(request)
         seconds = request.inference_time_ns / 1e9
-        if seconds > self._latest.get(request.model_alias, 0.0):
-            self._latest[request.model_alias] = seconds
+        alias = request.model_alias
+        with self._lock:
+            if seconds > self._latest.get(alias, 0.0):
+                self._latest[alias] = seconds
 
     def status(self, capture_id: str) -> CaptureStatus:
         """The capture's state, from the wrapped pipeline."""
