@@ -148,6 +148,8 @@ def test_a_lost_payload_file_fails_its_capture_only(tmp_path: Path,
     spool = open_spool(tmp_path, max_bytes=1 << 22, on_dropped=given_up.extend)
     for capture_id in ("a", "b", "c"):
         append(spool, make_capture(capture_id, size=LARGE))
+    spool.close()  # after a restart the captures come back from their files
+    spool = open_spool(tmp_path, max_bytes=1 << 22, on_dropped=given_up.extend)
     payload_files(spool)[0].unlink()  # which capture it belonged to does not matter
     [batch] = spool.take_batches(10)
     assert len(given_up) == 1 and len(batch.requests) == 2
@@ -160,6 +162,33 @@ def test_a_lost_payload_file_fails_its_capture_only(tmp_path: Path,
     reopened.close()
     assert statuses == {capture_id: CaptureStatus.FAILURE if capture_id in given_up
                         else CaptureStatus.SUCCESS for capture_id in ("a", "b", "c")}
+
+
+def test_batches_take_recent_captures_from_memory_and_the_rest_from_disk(
+        tmp_path: Path, make_capture: MakeCapture) -> None:
+    # queue_limit 3: c0-c2 stay in memory for the flusher, c3-c5 are read back (rows, and
+    # payload files for the large odd ones); c5's commit drops c0, in memory too.
+    sent = [make_capture(f"c{i}", size=LARGE if i % 2 else 256) for i in range(6)]
+    budget = sum(len(pack_request(request)) for request in sent) - 1
+    given_up: list[str] = []
+    spool = open_spool(tmp_path, queue_limit=3, max_bytes=budget, policy="drop-oldest",
+                       on_dropped=given_up.extend)
+    for request in sent:
+        append(spool, request)
+    assert spool.dropped == 1
+    for path in payload_files(spool):  # c1's bytes are in memory still; c3's and c5's are lost
+        path.unlink()
+    [batch] = spool.take_batches(10)
+    assert list(batch.requests) == [sent[1], sent[2], sent[4]]
+    assert given_up == ["c0", "c3", "c5"]
+    spool.complete(batch)
+    assert spool.records == 0
+    append(spool, sent[1])  # the memory was given back: held there again
+    for path in payload_files(spool):
+        path.unlink()
+    [again] = spool.take_batches(10)
+    assert list(again.requests) == [sent[1]] and given_up == ["c0", "c3", "c5"]
+    spool.close()
 
 
 def test_drop_oldest_and_refusals_remove_their_files(tmp_path: Path,

@@ -32,6 +32,11 @@ rewritten whole when it joins a batch, copied again by every checkpoint and walk
 when deleted. A file that no row names (a crash between the two writes) is removed at the next
 start; a named file that has gone missing makes its capture FAILURE instead of stopping delivery.
 
+Reading back: the captures this process committed are also kept in memory (at most
+``queue_limit`` of them and ``RECENT_MAX_BYTES``) until their batch forms, so the flusher does not
+read and decode their rows and payload files again; captures beyond that, and everything after a
+restart, are read back from the database.
+
 Budget: ``max_bytes`` counts the payload bytes of held captures (tensor and auxiliary bytes plus a
 small header each); SQLite reuses freed pages, so the file stays near its peak size. When a new
 capture does not fit, the ``refuse`` policy answers RESOURCE_EXHAUSTED and ``drop-oldest`` deletes
@@ -75,6 +80,9 @@ FILE_THRESHOLD = 64 << 10
 
 #: Seconds between two log lines about dropped captures.
 _DROP_LOG_INTERVAL = 10.0
+
+#: Bytes of committed captures kept in memory for the flusher at most (see ``_recent``).
+RECENT_MAX_BYTES = 64 << 20
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -204,6 +212,12 @@ class Spool:
         self._woken = False
         self._wanted = 1  # what the blocked wait() waits for: notify only then (saves wake-ups)
         self._changed = threading.Condition()
+        # Captures committed by this process and not yet in a batch, by seq: the flusher takes
+        # them from here instead of reading and decoding their rows (and payload files) again.
+        # Bounded (``queue_limit`` captures, RECENT_MAX_BYTES); what is not here is read back.
+        # Guarded by the database lock.
+        self._recent: dict[int, tuple[CaptureRequest, int]] = {}  # seq: (capture, packed size)
+        self._recent_bytes = 0
         self._writer = threading.Thread(target=self._write_loop, name="capture-spool-writer",
                                         daemon=True)
 
@@ -355,7 +369,10 @@ class Spool:
                     self._policy == "drop-oldest" and excess > 0):
                 # One statement outside a transaction commits by itself: one call into SQLite
                 # instead of three, and each call hands the GIL to other threads and back.
-                self._db.execute(_insert_rows(len(rows)), [v for row in rows for v in row])
+                last = self._db.execute(_insert_rows(len(rows)),
+                                        [v for row in rows for v in row]).lastrowid
+                if last is not None:  # rows of one INSERT get consecutive rowids
+                    self._remember(range(last - len(entries) + 1, last + 1), entries)
             else:
                 self._db.execute("BEGIN IMMEDIATE")
                 try:
@@ -389,6 +406,8 @@ class Spool:
             if freed >= excess:
                 break
         self._db.executemany("DELETE FROM records WHERE seq = ?", [(v[0],) for v in victims])
+        for victim in victims:
+            self._forget_recent(victim[0])
         expires = time.time() + self._ttl
         self._db.executemany(
             "INSERT OR REPLACE INTO finished VALUES (?, ?, ?)",
@@ -406,6 +425,23 @@ class Spool:
                 self.dropped)
             self._dropped_logged = self.dropped
             self._drop_logged_at = now
+
+    def _remember(self, seqs: range, entries: list[_Pending]) -> None:
+        # Called with the database lock, right after the rows committed.
+        for seq, entry in zip(seqs, entries, strict=True):
+            if (len(self._recent) >= self._queue_limit
+                    or self._recent_bytes + entry.size > RECENT_MAX_BYTES):
+                return  # the rest is read back from the database when its batch forms
+            self._recent[seq] = (entry.request, entry.size)
+            self._recent_bytes += entry.size
+
+    def _forget_recent(self, seq: int) -> CaptureRequest | None:
+        # Called with the database lock.
+        kept = self._recent.pop(seq, None)
+        if kept is None:
+            return None
+        self._recent_bytes -= kept[1]
+        return kept[0]
 
     # -- BatchSource -------------------------------------------------------------------------
     def wait(self, count: int, timeout: float) -> int:
@@ -469,9 +505,13 @@ class Spool:
         # CaptureData's commits need.
         batches = []
         missing: list[str] = []
-        for batch_id, key, rows in stored:
+        for batch_id, key, members in stored:
             requests = []
-            for capture_id, body, file in rows:
+            for member in members:
+                if isinstance(member, CaptureRequest):
+                    requests.append(member)
+                    continue
+                capture_id, body, file = member
                 if file is not None:
                     try:
                         body = self._read_payload(file)
@@ -486,14 +526,20 @@ class Spool:
             self._on_dropped(missing)
         return batches
 
-    def _fetch(self, batch_id: int) -> tuple[int, str, list[_Row]]:
-        """A batch's key and its records' ``(capture_id, body, file)`` (called with the
-        database lock)."""
+    def _fetch(self, batch_id: int) -> tuple[int, str, list[_Row | CaptureRequest]]:
+        """A batch's key and its records in order, each a capture still in memory or its row's
+        ``(capture_id, body, file)`` (called with the database lock)."""
         key = self._db.execute("SELECT key FROM batches WHERE id = ?", (batch_id,)).fetchone()[0]
-        rows = self._db.execute(
-            "SELECT capture_id, body, file FROM records WHERE batch = ? ORDER BY seq",
-            (batch_id,)).fetchall()
-        return batch_id, key, rows
+        seqs = [row[0] for row in self._db.execute(
+            "SELECT seq FROM records WHERE batch = ? ORDER BY seq", (batch_id,))]
+        members: list[_Row | CaptureRequest | None] = [self._forget_recent(seq) for seq in seqs]
+        if any(member is None for member in members):  # a restart, or more than it keeps
+            rows = self._db.execute(
+                "SELECT capture_id, body, file FROM records WHERE batch = ? ORDER BY seq",
+                (batch_id,)).fetchall()
+            members = [row if member is None else member
+                       for member, row in zip(members, rows, strict=True)]
+        return batch_id, key, [m for m in members if m is not None]
 
     def complete(self, batch: Batch) -> None:
         """See :meth:`BatchSource.complete`: delete the batch, remember its ids as stored
