@@ -30,7 +30,8 @@ of the folder ``<spool>-payloads`` beside the database, written and fsynced (wit
 before the row that names it commits; the row is then small. Inside SQLite a 600 KB row is
 rewritten whole when it joins a batch, copied again by every checkpoint and walked page by page
 when deleted. A file that no row names (a crash between the two writes) is removed at the next
-start; a named file that has gone missing makes its capture FAILURE instead of stopping delivery.
+start; a named file that has gone missing when its capture is read back (see below) makes that
+capture FAILURE instead of stopping delivery.
 
 Reading back: the captures this process committed are also kept in memory (at most
 ``queue_limit`` of them and ``RECENT_MAX_BYTES``) until their batch forms, so the flusher does not
