@@ -167,8 +167,7 @@ class AgentConfig(BaseModel):
     edgefleet_intra_op_threads: int = Field(default=1, ge=0)
     """ONNX Runtime intra-op threads per model (0: ONNX Runtime's default, one per core)."""
 
-    edgefleet_grpc_workers: int = Field(default_factory=lambda data: _default_workers(data),
-                                        ge=1)
+    edgefleet_grpc_workers: int = Field(default_factory=_default_workers, ge=1)
     """Threads serving gRPC calls (default: the number of cores, at least 2; with
     ``sagemaker_edge_db_enable`` twice that, at least 4, because each CaptureData call holds its
     thread until the spool's commit is on disk: measured with 4 clients on 2 cores, 4 threads
