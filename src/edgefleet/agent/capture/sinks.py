@@ -188,7 +188,7 @@ class S3Sink:
 
         Raises:
             botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError: the store is
-                unreachable or refused (credentials, missing bucket); the first such error,
+                unreachable or refused (credentials, missing bucket); one such error, raised
                 after every PUT started has finished.
         """
         if not files:
