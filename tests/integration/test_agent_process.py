@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import subprocess
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import grpc
@@ -94,6 +96,7 @@ def test_socket_held_by_a_live_agent_is_an_error(packages: Packages, tmp_path: P
     ({"sagemaker_edge_core_capture_data_destination": "Tape"},
      "sagemaker_edge_core_capture_data_destination"),
     ({"sagemaker_edge_log_verbose": "maybe"}, "sagemaker_edge_log_verbose"),
+    ({"edgefleet_cpu_affinity": [-1]}, "edgefleet_cpu_affinity"),
 ])
 def test_config_errors_name_the_key(tmp_path: Path, config: dict[str, object],
                                     expected: str) -> None:
@@ -144,3 +147,44 @@ def test_message_limit_beyond_grpc_is_a_config_error(tmp_path: Path) -> None:
     result = run_agent(["-a", str(short_socket_dir() / "a.sock"), "-c", str(path)], tmp_path)
     assert result.returncode == 2
     assert "edgefleet_max_message_bytes" in result.stderr
+
+
+def _thread_cpus(pid: int) -> dict[str, str]:
+    cpus = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for line in (task / "status").read_text().splitlines():
+            if line.startswith("Cpus_allowed_list:"):
+                cpus[task.name] = line.split(":", 1)[1].strip()
+    return cpus
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two CPUs to pin to one")
+def test_cpu_affinity_pins_every_thread(packages: Packages, tmp_path: Path) -> None:
+    cpu = max(os.sched_getaffinity(0))
+    agent = start_agent(base_config(packages, edgefleet_cpu_affinity=[cpu]), tmp_path)
+    try:
+        # Threads that start with the first calls (gRPC workers, ONNX Runtime) count too.
+        agent.stub.LoadModel(pb.LoadModelRequest(url=str(packages.affine), name="affine"))
+        x = np.ones((1, 4), np.float32)
+        request = pb.PredictRequest(name="affine", tensors=[pb.Tensor(
+            tensor_metadata=pb.TensorMetadata(name=b"x", data_type=pb.FLOAT32, shape=[1, 4]),
+            byte_data=x.tobytes())])
+        with ThreadPoolExecutor(4) as pool:
+            list(pool.map(lambda _: agent.stub.Predict(request), range(32)))
+        threads = _thread_cpus(agent.process.pid)
+        assert len(threads) > 3
+        assert set(threads.values()) == {str(cpu)}
+        assert f"pinned to CPUs {cpu}" in agent.log()
+    finally:
+        assert agent.stop() == 0
+
+
+def test_cpu_affinity_outside_the_allowed_cpus_stops_the_start(packages: Packages,
+                                                               tmp_path: Path) -> None:
+    path = tmp_path / "agent.json"
+    path.write_text(json.dumps(base_config(packages, edgefleet_cpu_affinity=[4095])))
+    result = run_agent(["-a", str(short_socket_dir() / "a.sock"), "-c", str(path)], tmp_path)
+    assert result.returncode == 1
+    assert "edgefleet_cpu_affinity names CPUs [4095]" in result.stderr
+    assert f"{sorted(os.sched_getaffinity(0))}" in result.stderr
+    assert "Traceback" not in result.stderr

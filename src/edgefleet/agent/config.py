@@ -17,7 +17,7 @@ import logging
 import os
 import socket
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -173,6 +173,14 @@ class AgentConfig(BaseModel):
     thread until the spool's commit is on disk: measured with 4 clients on 2 cores, 4 threads
     gave 5-36% more durable captures/s than 2 across runs, while without the spool 2 threads
     stay faster; see benchmarks/capture/README.md)."""
+
+    edgefleet_cpu_affinity: list[Annotated[int, Field(ge=0)]] = Field(default_factory=list)
+    """CPUs (numbers as in ``/proc/cpuinfo``) every thread of the agent runs on (Linux); empty:
+    wherever the system puts them. Pinning the agent to one CPU keeps the hand-offs between
+    gRPC's threads on one core: on the project's 2-core VM it raised captures/s by 39-45% and
+    Predict/s by 25% at 4 clients (benchmarks/capture/README.md). Models that compute for
+    milliseconds lose from it when several clients call at once (their runs no longer overlap).
+    A CPU the agent may not use stops the start with an error naming the allowed ones."""
 
     edgefleet_max_message_bytes: int = Field(default=1 << 30, ge=4 << 20, le=(1 << 31) - 1)
     """Largest gRPC message accepted or sent, in bytes (default 1 GiB; gRPC's own ceiling is

@@ -19,6 +19,7 @@ import socket
 import stat
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from grpc_health.v1 import health_pb2
@@ -80,6 +81,37 @@ def prepare_socket_path(path: Path, *, force: bool) -> None:
     log.info("removed stale socket %s", path)
 
 
+def pin_threads(cpus: Sequence[int]) -> None:
+    """Run every thread of this process, and every thread it starts later, on ``cpus``.
+
+    Linux keeps one CPU mask per thread and a new thread copies its creator's, so the masks of
+    the threads running now (``/proc/self/task``) are set and later ones inherit them.
+
+    Args:
+        cpus: CPU numbers (as in ``/proc/cpuinfo``); empty leaves the masks alone.
+
+    Raises:
+        FailedPrecondition: a CPU outside the set this process may use (its current mask, which
+            cgroups, containers and ``taskset`` narrow), or a system without CPU masks.
+    """
+    if not cpus:
+        return
+    if not hasattr(os, "sched_setaffinity"):
+        raise FailedPrecondition(
+            "edgefleet_cpu_affinity needs Linux (sched_setaffinity); remove the key here")
+    allowed = os.sched_getaffinity(0)
+    outside = sorted(set(cpus) - allowed)
+    if outside:
+        raise FailedPrecondition(
+            f"edgefleet_cpu_affinity names CPUs {outside} this agent may not run on; it may use "
+            f"CPUs {sorted(allowed)} (its container, cgroup or taskset decides which)")
+    mask = set(cpus)
+    for task in os.listdir("/proc/self/task"):
+        with contextlib.suppress(ProcessLookupError):  # a thread that ended meanwhile
+            os.sched_setaffinity(int(task), mask)
+    log.info("agent threads pinned to CPUs %s", ",".join(map(str, sorted(mask))))
+
+
 def _notify_systemd(message: str) -> None:
     # sd_notify without libsystemd: one datagram to $NOTIFY_SOCKET ('@' = abstract namespace).
     address = os.environ.get("NOTIFY_SOCKET")
@@ -99,10 +131,15 @@ class Agent:
         socket_path: where to serve (``unix://`` + this path for clients).
         force: remove a stale socket file first.
         capture: the capture pipeline (default: a ``CaptureService`` built from the config).
+
+    Raises:
+        FailedPrecondition: ``edgefleet_cpu_affinity`` names a CPU the process may not use
+            (see :func:`pin_threads`).
     """
 
     def __init__(self, config: AgentConfig, socket_path: Path, *, force: bool = False,
                  capture: CaptureBackend | None = None) -> None:
+        pin_threads(config.edgefleet_cpu_affinity)  # first: the threads started below inherit it
         self.config = config
         self.socket_path = socket_path
         self.force = force

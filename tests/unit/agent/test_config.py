@@ -129,4 +129,6 @@ def test_load_config_file_errors(tmp_path: Path) -> None:
 def test_reference_docs_are_current() -> None:
     docs = Path(__file__).resolve().parents[3] / "docs" / "agent-config.md"
     assert docs.read_text() == reference_markdown(), (
-        "docs/agent-config.md is stale: regenerate it with the command at its top")
+        "docs/agent-config.md is stale: regenerate it with .venv/bin/python -c 'from "
+        "edgefleet.agent.config import reference_markdown; print(reference_markdown(), "
+        "end=\"\")' > docs/agent-config.md")
