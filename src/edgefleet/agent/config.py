@@ -46,9 +46,16 @@ def _default_device_name() -> str:
     return (name or "edge-device")[:63]
 
 
+def _usable_cores() -> int:
+    if hasattr(os, "sched_getaffinity"):  # Linux: what cgroups, containers and taskset allow
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 2
+
+
 def _default_workers(data: dict[str, Any]) -> int:
-    # ``data`` holds the fields validated so far (the database switch comes first).
-    cores = os.cpu_count() or 2
+    # ``data`` holds the fields validated so far (the database switch and the CPU affinity
+    # come first). The cores are those the agent will run on, not all the machine has.
+    cores = len(set(data.get("edgefleet_cpu_affinity") or ())) or _usable_cores()
     if data.get("sagemaker_edge_db_enable"):
         return max(4, 2 * cores)
     return max(2, cores)
@@ -167,13 +174,6 @@ class AgentConfig(BaseModel):
     edgefleet_intra_op_threads: int = Field(default=1, ge=0)
     """ONNX Runtime intra-op threads per model (0: ONNX Runtime's default, one per core)."""
 
-    edgefleet_grpc_workers: int = Field(default_factory=_default_workers, ge=1)
-    """Threads serving gRPC calls (default: the number of cores, at least 2; with
-    ``sagemaker_edge_db_enable`` twice that, at least 4, because each CaptureData call holds its
-    thread until the spool's commit is on disk: measured with 4 clients on 2 cores, 4 threads
-    gave 5-36% more durable captures/s than 2 across runs, while without the spool 2 threads
-    stay faster; see benchmarks/capture/README.md)."""
-
     edgefleet_cpu_affinity: list[Annotated[int, Field(ge=0)]] = Field(default_factory=list)
     """CPUs (numbers as in ``/proc/cpuinfo``) every thread of the agent runs on (Linux); empty:
     wherever the system puts them. Pinning the agent to one CPU keeps the hand-offs between
@@ -181,6 +181,13 @@ class AgentConfig(BaseModel):
     Predict/s by 25% at 4 clients (benchmarks/capture/README.md). Models that compute for
     milliseconds lose from it when several clients call at once (their runs no longer overlap).
     A CPU the agent may not use stops the start with an error naming the allowed ones."""
+
+    edgefleet_grpc_workers: int = Field(default_factory=_default_workers, ge=1)
+    """Threads serving gRPC calls (default: the number of cores the agent may run on, at least
+    2; with ``sagemaker_edge_db_enable`` twice that, at least 4, because each CaptureData call
+    holds its thread until the spool's commit is on disk: measured with 4 clients on 2 cores, 4
+    threads gave 5-36% more durable captures/s than 2 across runs, while without the spool 2 threads
+    stay faster; see benchmarks/capture/README.md)."""
 
     edgefleet_max_message_bytes: int = Field(default=1 << 30, ge=4 << 20, le=(1 << 31) - 1)
     """Largest gRPC message accepted or sent, in bytes (default 1 GiB; gRPC's own ceiling is

@@ -65,16 +65,27 @@ def test_defaults_follow_the_spec() -> None:
 
 def test_grpc_workers_default_follows_the_spool(monkeypatch: pytest.MonkeyPatch) -> None:
     # Durable CaptureData calls hold their thread until the commit is on disk: twice the cores.
-    monkeypatch.setattr("os.cpu_count", lambda: 3)
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1, 2})
     assert AgentConfig.from_mapping({}).edgefleet_grpc_workers == 3
     assert AgentConfig.from_mapping(
         {"sagemaker_edge_db_enable": True}).edgefleet_grpc_workers == 6
-    monkeypatch.setattr("os.cpu_count", lambda: 1)
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {5})
     assert AgentConfig.from_mapping({}).edgefleet_grpc_workers == 2
     assert AgentConfig.from_mapping(
         {"sagemaker_edge_db_enable": True}).edgefleet_grpc_workers == 4
     assert AgentConfig.from_mapping(
         {"sagemaker_edge_db_enable": True, "edgefleet_grpc_workers": 1}).edgefleet_grpc_workers == 1
+
+
+def test_grpc_workers_default_counts_the_cores_of_the_cpu_affinity(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # The cores the agent runs on, not the machine's: pinned to 3 of 8 CPUs it sizes for 3.
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(8)))
+    assert AgentConfig.from_mapping({}).edgefleet_grpc_workers == 8
+    pinned = {"edgefleet_cpu_affinity": [1, 2, 3, 3]}
+    assert AgentConfig.from_mapping(pinned).edgefleet_grpc_workers == 3
+    assert AgentConfig.from_mapping(
+        {**pinned, "sagemaker_edge_db_enable": True}).edgefleet_grpc_workers == 6
 
 
 def test_every_field_is_documented() -> None:
