@@ -10,6 +10,7 @@ uses the same server settings as the agent (thread pool of ``--workers``, messag
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import threading
 import time
@@ -27,7 +28,11 @@ def main() -> None:
                         help="microseconds each call is held (the model's compute time)")
     parser.add_argument("--reply-bytes", type=int, default=0)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--cpus", type=int, nargs="+", default=None,
+                        help="run on these CPUs only, as the agent's edgefleet_cpu_affinity does")
     args = parser.parse_args()
+    if args.cpus:
+        os.sched_setaffinity(0, set(args.cpus))  # before gRPC starts its threads: they inherit
     reply = b"\0" * args.reply_bytes
     hold = args.hold_us / 1e6
 

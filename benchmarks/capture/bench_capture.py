@@ -214,11 +214,12 @@ def capture_series(socket_path: Path, pid: int, values: int, clients: int, secon
 class EchoServer:
     """The floor: benchmarks/agent/echo_server.py (a bare gRPC unary server, empty reply)."""
 
-    def __init__(self, work: Path) -> None:
+    def __init__(self, work: Path, cpus: list[int] | None = None) -> None:
         self.socket_path = work / "echo.sock"
         echo = ROOT / "benchmarks" / "agent" / "echo_server.py"
+        pin = ["--cpus", *map(str, cpus)] if cpus else []
         self.process = subprocess.Popen([sys.executable, str(echo), "--socket",
-                                         str(self.socket_path)])
+                                         str(self.socket_path), *pin])
         deadline = time.monotonic() + 20
         while not self.socket_path.exists():
             if time.monotonic() > deadline:
@@ -376,6 +377,9 @@ def main() -> None:
     parser.add_argument("--agent-config", default="{}",
                         help='more agent config keys, as JSON, e.g. \'{"edgefleet_s3_upload_'
                              'concurrency": 1}\'')
+    parser.add_argument("--floor-cpus", type=int, nargs="+", default=None,
+                        help="pin the echo floor to these CPUs (compare with an agent given "
+                             "edgefleet_cpu_affinity in --agent-config)")
     parser.add_argument("--skip-rate", action="store_true")
     parser.add_argument("--skip-predict", action="store_true")
     args = parser.parse_args()
@@ -387,7 +391,7 @@ def main() -> None:
     if not args.skip_rate:
         s3 = S3Server(work / "seaweedfs")
         s3.start()
-        echo = EchoServer(work)
+        echo = EchoServer(work, args.floor_cpus)
         try:
             s3.client().create_bucket(Bucket="bench")
             print(f"CaptureData, sustained {args.seconds:g} s per series; floor = bare gRPC "
