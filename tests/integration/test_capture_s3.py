@@ -5,12 +5,13 @@ from __future__ import annotations
 import itertools
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from support.polling import wait_for
 from support.s3server import S3Server
 
 from edgefleet.agent.capture import CaptureService, RetryPolicy
@@ -67,13 +68,6 @@ def request(capture_id: str, rows: int = 1) -> CaptureRequest:
                                       window.astype(np.float32).tobytes()),),
         output_tensors=(CapturedTensor("score", 6, (rows, 1), np.ones((rows, 1)).tobytes()),),
         auxiliary_inputs=(CapturedAuxiliary("turbine", AuxiliaryEncoding.CSV, b"R80711\n"),))
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.05)
 
 
 def test_cloud_round_trip(server: S3Server, tmp_path: Path) -> None:

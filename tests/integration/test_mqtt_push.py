@@ -37,10 +37,10 @@ from support.fleet_server import (
     stage_statuses,
     stop_server,
     version,
-    wait_for,
 )
 from support.models import affine_reference
 from support.packages import Packages
+from support.polling import wait_for
 
 from edgefleet.agent.config import AgentConfig
 from edgefleet.agent.notify import check_topic_prefix, device_topic, parse_broker_url

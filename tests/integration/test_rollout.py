@@ -32,10 +32,10 @@ from support.fleet_server import (
     start_server,
     stop_server,
     version,
-    wait_for,
 )
 from support.models import affine_reference
 from support.packages import Packages
+from support.polling import wait_for
 
 from edgefleet.proto import agent_pb2 as pb
 

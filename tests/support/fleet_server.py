@@ -6,8 +6,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +17,7 @@ from edgefleet.fleet.client import AdminClient
 from edgefleet.proto import agent_pb2 as pb
 from support.agent_process import AgentProcess
 from support.packages import Packages
+from support.polling import wait_for
 
 FLEET = "wind"
 
@@ -66,16 +65,6 @@ def healthy(url: str, process: subprocess.Popen[bytes], log: Path) -> bool:
         return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
     except httpx.HTTPError:
         return False
-
-
-def wait_for(condition: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def register(server: Server, name: str, workdir: Path, certs: Path,

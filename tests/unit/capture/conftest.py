@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -10,6 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 from support.captures import captured_tensor
+from support.polling import wait_for
 
 from edgefleet.agent.config import AgentConfig
 from edgefleet.agent.types import (
@@ -53,14 +53,6 @@ def make_config(tmp_path: Path) -> Callable[..., AgentConfig]:
     return build
 
 
-def _wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"condition not met within {timeout} s")
-        time.sleep(0.01)
-
-
 @pytest.fixture
 def make_capture() -> Callable[..., CaptureRequest]:
     """``make_capture(id, model=, size=, time_ns=, sampled=)``: a capture with one float32 input
@@ -71,4 +63,4 @@ def make_capture() -> Callable[..., CaptureRequest]:
 @pytest.fixture
 def wait_until() -> Callable[..., None]:
     """``wait_until(condition, timeout=5.0)``: poll every 10 ms, fail after ``timeout`` s."""
-    return _wait_until
+    return lambda condition, timeout=5.0: wait_for(condition, timeout, interval=0.01)
