@@ -106,9 +106,13 @@ def pin_threads(cpus: Sequence[int]) -> None:
             f"edgefleet_cpu_affinity names CPUs {outside} this agent may not run on; it may use "
             f"CPUs {sorted(allowed)} (its container, cgroup or taskset decides which)")
     mask = set(cpus)
-    for task in os.listdir("/proc/self/task"):
+    try:
+        tasks = [int(task) for task in os.listdir("/proc/self/task")]
+    except OSError:  # no /proc (a bare container): this thread, and those it starts, only
+        tasks = [0]
+    for task in tasks:
         with contextlib.suppress(ProcessLookupError):  # a thread that ended meanwhile
-            os.sched_setaffinity(int(task), mask)
+            os.sched_setaffinity(task, mask)
     log.info("agent threads pinned to CPUs %s", ",".join(map(str, sorted(mask))))
 
 
