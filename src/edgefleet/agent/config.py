@@ -177,10 +177,10 @@ class AgentConfig(BaseModel):
     edgefleet_cpu_affinity: list[Annotated[int, Field(ge=0)]] = Field(default_factory=list)
     """CPUs (numbers as in ``/proc/cpuinfo``) every thread of the agent runs on (Linux); empty:
     wherever the system puts them. Pinning the agent to one CPU keeps the hand-offs between
-    gRPC's threads on one core: on the project's 2-core VM it raised captures/s by 39-45% and
-    Predict/s by 25% at 4 clients (benchmarks/capture/README.md). Models that compute for
-    milliseconds lose from it when several clients call at once (their runs no longer overlap).
-    A CPU the agent may not use stops the start with an error naming the allowed ones."""
+    gRPC's threads on one core: on the project's 2-core VM it raised 1 KB captures/s by 38-42%
+    at 4 clients and cut Predict's p50 from 0.62 to 0.38 ms, but 600 KB captures fell by 22-38%
+    (docs/capture.md, "Throughput"). A CPU the agent may not use stops the start with an error
+    naming the allowed ones."""
 
     edgefleet_grpc_workers: int = Field(default_factory=_default_workers, ge=1)
     """Threads serving gRPC calls (default: the number of cores the agent may run on, at least
