@@ -9,13 +9,10 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from unittest.mock import patch
@@ -25,65 +22,25 @@ import httpx
 import pytest
 from botocore.exceptions import ClientError
 from fleet.fleet_support import sha1, signed_headers
+from support.fleet_server import Server, free_port, start_server, stop_server
 
 pytestmark = pytest.mark.slow
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-@dataclass
-class Server:
-    """A running ``edgefleet server`` process."""
-
-    url: str
-    process: subprocess.Popen[bytes]
-    log: Path
-
-    def stop(self) -> str:
-        if self.process.poll() is None:
-            os.kill(self.process.pid, signal.SIGTERM)
-            self.process.wait(timeout=20)
-        return self.log.read_text()
-
-
-def _start(data_dir: Path, database_url: str, log: Path) -> Server:
-    port = _free_port()
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "edgefleet.fleet", "server", "--port", str(port),
-             "--data-dir", str(data_dir), "--database-url", database_url],
-            stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"server exited: {log.read_text()}")
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                return Server(url, process, log)
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    os.kill(process.pid, signal.SIGTERM)
-    raise AssertionError(f"server did not start: {log.read_text()}")
 
 
 @pytest.fixture
 def servers(tmp_path: Path, database_url: str) -> Iterator[tuple[Server, Server]]:
     """Two instances on one database and data folder."""
-    first = _start(tmp_path / "data", database_url, tmp_path / "server-1.log")
+    first = start_server(tmp_path / "data", free_port(), tmp_path / "server-1.log",
+                         database_url=database_url)
     try:
-        second = _start(tmp_path / "data", database_url, tmp_path / "server-2.log")
+        second = start_server(tmp_path / "data", free_port(), tmp_path / "server-2.log",
+                              database_url=database_url)
     except AssertionError:
-        first.stop()
+        stop_server(first)
         raise
     yield first, second
-    first.stop()
-    second.stop()
+    stop_server(first)
+    stop_server(second)
 
 
 def _run_cli(server: Server, token: str, *args: str,
@@ -207,7 +164,9 @@ def test_rollout_with_boto3_against_real_servers(servers: tuple[Server, Server],
         _edge_client(bad, devices_side.url).get_deployments(**ref["turbine-a1"])
     assert forged.value.response["Error"]["Code"] == "InvalidSignatureException"
 
-    logs = admin.stop() + devices_side.stop()
+    stop_server(admin)
+    stop_server(devices_side)
+    logs = admin.log.read_text() + devices_side.log.read_text()
     assert "POST /SendHeartbeat" in logs
     secrets = [token] + [c["edgefleet_control_secret_access_key"] for c in configs.values()]
     for secret in secrets:

@@ -40,11 +40,20 @@ def free_port() -> int:
         return port
 
 
-def start_server(data_dir: Path, port: int, log: Path) -> Server:
+def start_server(data_dir: Path, port: int, log: Path, *,
+                 database_url: str | None = None) -> Server:
+    """Start ``edgefleet server`` on 127.0.0.1:``port`` and wait until it is healthy.
+
+    Args:
+        data_dir: its data folder (admin token, object store, and the SQLite database unless
+            ``database_url`` names another).
+        log: file that receives its output (appended).
+    """
+    database = ["--database-url", database_url] if database_url else []
     with log.open("ab") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "edgefleet.fleet", "server", "--port", str(port),
-             "--data-dir", str(data_dir)], stdout=out, stderr=subprocess.STDOUT)
+             "--data-dir", str(data_dir), *database], stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     wait_for(lambda: healthy(url, process, log), 60, "the server to start")
     admin = AdminClient(url, (data_dir / "admin-token").read_text().strip())
