@@ -152,7 +152,11 @@ def test_message_limit_beyond_grpc_is_a_config_error(tmp_path: Path) -> None:
 def _thread_cpus(pid: int) -> dict[str, str]:
     cpus = {}
     for task in Path(f"/proc/{pid}/task").iterdir():
-        for line in (task / "status").read_text().splitlines():
+        try:
+            status = (task / "status").read_text()
+        except (FileNotFoundError, ProcessLookupError):  # the thread ended meanwhile
+            continue
+        for line in status.splitlines():
             if line.startswith("Cpus_allowed_list:"):
                 cpus[task.name] = line.split(":", 1)[1].strip()
     return cpus
