@@ -178,7 +178,7 @@ class AgentConfig(BaseModel):
     """CPUs (numbers as in ``/proc/cpuinfo``) every thread of the agent runs on (Linux); empty:
     wherever the system puts them. Pinning the agent to one CPU keeps the hand-offs between
     gRPC's threads on one core: on the project's 2-core VM it raised 1 KB captures/s by 38-42%
-    at 4 clients and cut Predict's p50 from 0.62 to 0.38 ms, but 600 KB captures fell by 22-38%
+    at 4 clients and cut Predict's p50 from 0.62 to 0.38 ms, but 600 KB captures fell by 14-38%
     (docs/capture.md, "Throughput"). A CPU the agent may not use stops the start with an error
     naming the allowed ones."""
 
