@@ -55,7 +55,13 @@ def start_server(data_dir: Path, port: int, log: Path, *,
             [sys.executable, "-m", "edgefleet.fleet", "server", "--port", str(port),
              "--data-dir", str(data_dir), *database], stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    wait_for(lambda: healthy(url, process, log), 60, "the server to start")
+    try:
+        wait_for(lambda: healthy(url, process, log), 60, "the server to start")
+    except AssertionError:
+        if process.poll() is None:  # never leave a server behind a failed start
+            process.send_signal(signal.SIGTERM)
+            process.wait(timeout=20)
+        raise
     admin = AdminClient(url, (data_dir / "admin-token").read_text().strip())
     return Server(url, data_dir, process, log, admin)
 
