@@ -534,12 +534,13 @@ class Spool:
         seqs = [row[0] for row in self._db.execute(
             "SELECT seq FROM records WHERE batch = ? ORDER BY seq", (batch_id,))]
         members: list[_Row | CaptureRequest | None] = [self._forget_recent(seq) for seq in seqs]
-        if any(member is None for member in members):  # a restart, or more than it keeps
-            rows = self._db.execute(
-                "SELECT capture_id, body, file FROM records WHERE batch = ? ORDER BY seq",
-                (batch_id,)).fetchall()
-            members = [row if member is None else member
-                       for member, row in zip(members, rows, strict=True)]
+        missing = [seq for seq, member in zip(seqs, members, strict=True) if member is None]
+        if missing:  # a restart, or more than memory keeps: read back the span they cover
+            rows = {row[0]: row[1:] for row in self._db.execute(
+                "SELECT seq, capture_id, body, file FROM records WHERE batch = ? "
+                "AND seq BETWEEN ? AND ?", (batch_id, missing[0], missing[-1]))}
+            members = [rows[seq] if member is None else member
+                       for seq, member in zip(seqs, members, strict=True)]
         return batch_id, key, [m for m in members if m is not None]
 
     def complete(self, batch: Batch) -> None:
