@@ -180,7 +180,8 @@ class AgentConfig(BaseModel):
     gRPC's threads on one core: on the project's 2-core VM it raised 1 KB captures/s by 38-42%
     at 4 clients and cut Predict's p50 from 0.62 to 0.38 ms, but 600 KB captures fell by 14-38%
     (docs/capture.md, "Throughput"). A CPU the agent may not use stops the start with an error
-    naming the allowed ones."""
+    naming the allowed ones; more ``edgefleet_intra_op_threads`` than pinned CPUs (or 0) is
+    logged as a warning."""
 
     edgefleet_grpc_workers: int = Field(default_factory=_default_workers, ge=1)
     """Threads serving gRPC calls (default: the number of cores the agent may run on, at least
@@ -336,9 +337,15 @@ class AgentConfig(BaseModel):
         for key in sorted(set(data) - known):
             log.warning("%s: unknown key %r ignored (is it misspelt?)", source, key)
         try:
-            return cls.model_validate({k: v for k, v in data.items() if k in known})
+            config = cls.model_validate({k: v for k, v in data.items() if k in known})
         except ValidationError as error:
             raise ConfigError(_describe(error, source)) from None
+        pinned = len(set(config.edgefleet_cpu_affinity))
+        if pinned and not 0 < config.edgefleet_intra_op_threads <= pinned:
+            log.warning("%s: edgefleet_intra_op_threads %d (0: one per core of the machine) "
+                        "share the %d CPU(s) of edgefleet_cpu_affinity; set it to %d or less",
+                        source, config.edgefleet_intra_op_threads, pinned, pinned)
+        return config
 
     def describe(self) -> dict[str, Any]:
         """The effective settings as JSON-ready values, secrets masked (for logs)."""

@@ -88,6 +88,16 @@ def test_grpc_workers_default_counts_the_cores_of_the_cpu_affinity(
         {**pinned, "sagemaker_edge_db_enable": True}).edgefleet_grpc_workers == 6
 
 
+def test_inference_threads_beyond_the_pinned_cpus_warn(caplog: pytest.LogCaptureFixture) -> None:
+    AgentConfig.from_mapping({"edgefleet_cpu_affinity": [0], "edgefleet_intra_op_threads": 1})
+    assert not caplog.records
+    for threads in (0, 2):
+        caplog.clear()
+        AgentConfig.from_mapping(
+            {"edgefleet_cpu_affinity": [0], "edgefleet_intra_op_threads": threads})
+        assert "set it to 1 or less" in caplog.text
+
+
 def test_every_field_is_documented() -> None:
     for name, field in AgentConfig.model_fields.items():
         assert field.description, f"{name} has no docstring"
