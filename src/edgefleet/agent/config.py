@@ -343,7 +343,7 @@ class AgentConfig(BaseModel):
         pinned = len(set(config.edgefleet_cpu_affinity))
         if pinned and not 0 < config.edgefleet_intra_op_threads <= pinned:
             log.warning("%s: edgefleet_intra_op_threads %d (0: one per core of the machine) "
-                        "share the %d CPU(s) of edgefleet_cpu_affinity; set it to %d or less",
+                        "share the %d CPU(s) of edgefleet_cpu_affinity; set it to 1 to %d",
                         source, config.edgefleet_intra_op_threads, pinned, pinned)
         return config
 

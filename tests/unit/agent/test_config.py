@@ -95,7 +95,7 @@ def test_inference_threads_beyond_the_pinned_cpus_warn(caplog: pytest.LogCapture
         caplog.clear()
         AgentConfig.from_mapping(
             {"edgefleet_cpu_affinity": [0], "edgefleet_intra_op_threads": threads})
-        assert "set it to 1 or less" in caplog.text
+        assert "set it to 1 to 1" in caplog.text
 
 
 def test_every_field_is_documented() -> None:
