@@ -55,7 +55,7 @@ def _usable_cores() -> int:
 def _default_workers(data: dict[str, Any]) -> int:
     # ``data`` holds the fields validated so far (the database switch and the CPU affinity
     # come first). The cores are those the agent will run on, not all the machine has.
-    cores = len(set(data.get("edgefleet_cpu_affinity") or ())) or _usable_cores()
+    cores = len(data.get("edgefleet_cpu_affinity") or ()) or _usable_cores()
     if data.get("sagemaker_edge_db_enable"):
         return max(4, 2 * cores)
     return max(2, cores)
@@ -282,6 +282,11 @@ class AgentConfig(BaseModel):
                 raise ValueError(f"sampling rate of {alias!r} must be between 0 and 1, got {rate}")
         return value
 
+    @field_validator("edgefleet_cpu_affinity")
+    @classmethod
+    def _distinct_cpus(cls, value: list[int]) -> list[int]:
+        return sorted(set(value))  # a CPU named twice is one CPU
+
     @field_validator("edgefleet_mqtt_url")
     @classmethod
     def _broker_url(cls, value: str | None) -> str | None:
@@ -340,7 +345,7 @@ class AgentConfig(BaseModel):
             config = cls.model_validate({k: v for k, v in data.items() if k in known})
         except ValidationError as error:
             raise ConfigError(_describe(error, source)) from None
-        pinned = len(set(config.edgefleet_cpu_affinity))
+        pinned = len(config.edgefleet_cpu_affinity)
         if pinned and not 0 < config.edgefleet_intra_op_threads <= pinned:
             log.warning("%s: edgefleet_intra_op_threads %d (0: one per core of the machine) "
                         "share the %d CPU(s) of edgefleet_cpu_affinity; set it to 1 to %d",

@@ -82,7 +82,8 @@ def test_grpc_workers_default_counts_the_cores_of_the_cpu_affinity(
     # The cores the agent runs on, not the machine's: pinned to 3 of 8 CPUs it sizes for 3.
     monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(8)))
     assert AgentConfig.from_mapping({}).edgefleet_grpc_workers == 8
-    pinned = {"edgefleet_cpu_affinity": [1, 2, 3, 3]}
+    pinned = {"edgefleet_cpu_affinity": [3, 1, 2, 3]}
+    assert AgentConfig.from_mapping(pinned).edgefleet_cpu_affinity == [1, 2, 3]
     assert AgentConfig.from_mapping(pinned).edgefleet_grpc_workers == 3
     assert AgentConfig.from_mapping(
         {**pinned, "sagemaker_edge_db_enable": True}).edgefleet_grpc_workers == 6
