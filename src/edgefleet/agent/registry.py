@@ -21,10 +21,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edgefleet.agent.runtimes import Runtime
 from edgefleet.agent.types import ModelInfo
 from edgefleet.errors import AlreadyExists, NotFound, Unavailable
 from edgefleet.names import check_alias
+from edgefleet.runtimes import Runtime
 from edgefleet.tensors import TensorSpec
 
 

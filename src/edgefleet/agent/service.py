@@ -29,7 +29,6 @@ import psutil
 
 from edgefleet.agent.config import AgentConfig
 from edgefleet.agent.registry import LoadedModel, ModelRegistry
-from edgefleet.agent.runtimes import RuntimeOptions, load_runtime
 from edgefleet.agent.shm import SharedMemoryCache
 from edgefleet.agent.types import (
     AuxiliaryInput,
@@ -52,6 +51,7 @@ from edgefleet.errors import (
 )
 from edgefleet.names import check_alias
 from edgefleet.package import open_package
+from edgefleet.runtimes import RuntimeOptions, load_runtime
 from edgefleet.tensors import DATA_TYPES, TensorSpec, data_type_from_numpy
 
 log = logging.getLogger(__name__)

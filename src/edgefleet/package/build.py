@@ -6,7 +6,6 @@ from pathlib import Path
 
 from cryptography import x509
 
-from edgefleet.agent.runtimes import RuntimeOptions, load_runtime
 from edgefleet.errors import NotFound
 from edgefleet.package.archive import write_archive
 from edgefleet.package.manifest import (
@@ -19,6 +18,7 @@ from edgefleet.package.manifest import (
     check_model_version,
 )
 from edgefleet.package.signing import SigningKey, load_signing_identity, sign_manifest
+from edgefleet.runtimes import RuntimeOptions, load_runtime
 
 
 def build_package(model_path: Path, *, name: str, version: str, key_path: Path,

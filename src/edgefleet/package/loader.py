@@ -20,7 +20,6 @@ import uuid
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from edgefleet.agent.runtimes import RUNTIMES
 from edgefleet.errors import (
     NotFound,
     PackageError,
@@ -39,6 +38,7 @@ from edgefleet.package.manifest import (
     file_sha256,
 )
 from edgefleet.package.signing import Signature
+from edgefleet.runtimes import RUNTIMES
 
 #: File name endings of package archives.
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz")

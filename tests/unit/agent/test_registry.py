@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from edgefleet.agent.registry import LoadedModel, ModelRegistry
-from edgefleet.agent.runtimes import Runtime
 from edgefleet.agent.types import ModelInfo
 from edgefleet.errors import AlreadyExists, InvalidArgument, NotFound, Unavailable
 from edgefleet.names import check_alias
+from edgefleet.runtimes import Runtime
 
 
 class GatedRuntime(Runtime):

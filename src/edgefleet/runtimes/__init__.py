@@ -1,4 +1,4 @@
-"""Model runtimes behind one small interface (:class:`~edgefleet.agent.runtimes.base.Runtime`).
+"""Model runtimes behind one small interface (:class:`~edgefleet.runtimes.base.Runtime`).
 
 ONNX Runtime is the default and the only runtime shipped today; it is what "compiled model" means
 in edgefleet (the Neo/DLR runtime of the original product is dead). A new runtime subclasses
@@ -10,13 +10,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from edgefleet.agent.runtimes.base import Runtime, RuntimeOptions
 from edgefleet.errors import UnsupportedModel
+from edgefleet.runtimes.base import Runtime, RuntimeOptions
 
 
 def _load_onnx(path: Path, options: RuntimeOptions) -> Runtime:
     # Imported on first use: onnxruntime's import costs ~0.2 s, which the agent's start skips.
-    from edgefleet.agent.runtimes.onnx import OnnxRuntime
+    from edgefleet.runtimes.onnx import OnnxRuntime
 
     return OnnxRuntime(path, options)
 

@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from edgefleet.agent.runtimes.base import Runtime, RuntimeOptions
 from edgefleet.errors import InvalidArgument, ResourceExhausted, UnsupportedModel
+from edgefleet.runtimes.base import Runtime, RuntimeOptions
 from edgefleet.tensors import ONNX_TYPES, TensorSpec
 
 
