@@ -43,11 +43,11 @@ from support.packages import Packages
 from support.polling import wait_for
 
 from edgefleet.agent.config import AgentConfig
-from edgefleet.agent.notify import check_topic_prefix, device_topic, parse_broker_url
 from edgefleet.errors import ConfigError
 from edgefleet.fleet.client import AdminClient
 from edgefleet.fleet.settings import ServerSettings
 from edgefleet.proto import agent_pb2 as pb
+from edgefleet.wire.mqtt import check_topic_prefix, device_topic, parse_broker_url
 
 BROKER = "mqtt://127.0.0.1:1883"
 HOUR = 3600.0

@@ -29,8 +29,8 @@ from pydantic import (
     model_validator,
 )
 
-from edgefleet.agent.notify import check_topic_prefix, parse_broker_url
 from edgefleet.errors import ConfigError
+from edgefleet.wire.mqtt import check_topic_prefix, parse_broker_url
 
 log = logging.getLogger(__name__)
 

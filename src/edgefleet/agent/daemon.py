@@ -27,12 +27,13 @@ from grpc_health.v1 import health_pb2
 from edgefleet import __version__
 from edgefleet.agent.capture import CaptureService
 from edgefleet.agent.config import AgentConfig
-from edgefleet.agent.control import ControlClient, make_transport
-from edgefleet.agent.deploy import DeploymentExecutor
-from edgefleet.agent.grpc_server import SERVICE_NAME, build_server
-from edgefleet.agent.metrics import HeartbeatMetrics, SampleClock
-from edgefleet.agent.notify import DeploymentWakeup
-from edgefleet.agent.service import AgentService, CaptureBackend
+from edgefleet.agent.device.control import ControlClient
+from edgefleet.agent.device.deploy import DeploymentExecutor
+from edgefleet.agent.device.metrics import HeartbeatMetrics, SampleClock
+from edgefleet.agent.device.transport import make_transport
+from edgefleet.agent.device.wakeup import DeploymentWakeup
+from edgefleet.agent.serving.grpc_server import SERVICE_NAME, build_server
+from edgefleet.agent.serving.service import AgentService, CaptureBackend
 from edgefleet.errors import FailedPrecondition
 
 log = logging.getLogger(__name__)

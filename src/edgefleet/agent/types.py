@@ -1,4 +1,5 @@
-"""Transport-free request and response types of :class:`~edgefleet.agent.service.AgentService`.
+"""Transport-free request and response types of
+:class:`~edgefleet.agent.serving.service.AgentService`.
 
 The gRPC and JSON-RPC adapters convert their messages to and from these; nothing here knows about
 protobuf. Field meanings follow shared/spec/agent-api.md.

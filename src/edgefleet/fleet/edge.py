@@ -28,9 +28,7 @@ from edgefleet.fleet.sigv4 import (
     Unauthenticated,
     verify,
 )
-
-#: SigV4 signing name of the sagemaker-edge service model.
-SIGNING_NAME = "sagemaker"
+from edgefleet.wire.edge import SIGNING_NAME
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ object without secrets::
     {"event": "stage-started", "fleet": "wind", "device": "turbine-1", "plan": "upgrade",
      "stage": "canary", "deployment_name": "upgrade-canary-0123456789ab", "started_at": 1.7e9}
 
-Agents act on the topic only (:mod:`edgefleet.agent.notify`); the control plane stays the
+Agents act on the topic only (:mod:`edgefleet.agent.device.wakeup`); the control plane stays the
 authority on what to deploy. Each stage start opens one short MQTT connection (stage starts
 are rare, and this keeps no connection or thread in the server's worker processes). Publishing
 runs after the response was sent; a failure (broker down, refused, slow) is logged and never
@@ -28,14 +28,14 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from edgefleet.agent.notify import (
+from edgefleet.fleet.db.models import DeploymentPlan, Device, Fleet, Stage, StageDevice
+from edgefleet.wire.mqtt import (
     KEEPALIVE_SECONDS,
     check_topic_prefix,
     device_topic,
     new_client,
     parse_broker_url,
 )
-from edgefleet.fleet.db.models import DeploymentPlan, Device, Fleet, Stage, StageDevice
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from edgefleet.agent.notify import check_topic_prefix, parse_broker_url
+from edgefleet.wire.mqtt import check_topic_prefix, parse_broker_url
 
 
 class ServerSettings(BaseSettings):

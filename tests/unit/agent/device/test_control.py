@@ -20,19 +20,19 @@ from support.packages import signed_affine
 
 from edgefleet.agent.backoff import Backoff
 from edgefleet.agent.config import AgentConfig
-from edgefleet.agent.control import (
+from edgefleet.agent.device.control import ControlClient
+from edgefleet.agent.device.deploy import DeploymentExecutor
+from edgefleet.agent.device.metrics import HeartbeatMetrics, SampleClock
+from edgefleet.agent.device.transport import (
     Boto3Transport,
-    ControlClient,
     ControlPlaneUnavailable,
-    Deployment,
     MemoryTransport,
 )
-from edgefleet.agent.deploy import DeploymentExecutor
-from edgefleet.agent.metrics import HeartbeatMetrics, SampleClock
-from edgefleet.agent.service import AgentService
+from edgefleet.agent.serving.service import AgentService
 from edgefleet.agent.types import CaptureRequest, CaptureStatus
 from edgefleet.errors import InvalidArgument
 from edgefleet.fleet.schemas import Heartbeat
+from edgefleet.wire.edge import Deployment
 
 SECRET = "s3cr3t-Never-In-Logs-0123456789abcdefghij"
 

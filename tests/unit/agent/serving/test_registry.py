@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgefleet.agent.registry import LoadedModel, ModelRegistry
+from edgefleet.agent.serving.registry import LoadedModel, ModelRegistry
 from edgefleet.agent.types import ModelInfo
 from edgefleet.errors import AlreadyExists, InvalidArgument, NotFound, Unavailable
 from edgefleet.names import check_alias

@@ -10,7 +10,7 @@ from support.models import affine_reference
 from support.packages import signed_affine
 
 from edgefleet.agent.config import AgentConfig
-from edgefleet.agent.service import AgentService
+from edgefleet.agent.serving.service import AgentService
 from edgefleet.agent.types import TensorInput
 from edgefleet.errors import AlreadyExists, FailedPrecondition, NotFound, TensorMismatch
 

@@ -3,7 +3,7 @@
 This module only converts protobuf messages to the transport-free types of
 :mod:`edgefleet.agent.types` and back, and maps :class:`~edgefleet.errors.EdgefleetError` to its
 status code with the error's message as details. Behaviour lives in
-:class:`~edgefleet.agent.service.AgentService`.
+:class:`~edgefleet.agent.serving.service.AgentService`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from edgefleet.agent.service import AgentService
+from edgefleet.agent.serving.service import AgentService
 from edgefleet.agent.types import (
     AuxiliaryEncoding,
     AuxiliaryInput,

@@ -34,11 +34,11 @@ from typing import Any
 import numpy as np
 import psutil
 
-from edgefleet.agent.control import wire_model_name, wire_version
-from edgefleet.agent.deploy import StateStore
-from edgefleet.agent.registry import LoadedModel, ModelRegistry
-from edgefleet.agent.service import CaptureBackend
+from edgefleet.agent.device.state import StateStore
+from edgefleet.agent.serving.registry import LoadedModel, ModelRegistry
+from edgefleet.agent.serving.service import CaptureBackend
 from edgefleet.agent.types import CaptureRequest, CaptureStatus
+from edgefleet.wire.edge import wire_model_name, wire_version
 
 #: Latencies kept per model between acknowledged heartbeats (the oldest are dropped first).
 MAX_LATENCIES = 100_000

@@ -19,12 +19,14 @@ from onnx import TensorProto, helper
 from support.models import affine_model, affine_reference
 
 from edgefleet.agent.config import AgentConfig
-from edgefleet.agent.control import ControlClient, Deployment, MemoryTransport
-from edgefleet.agent.deploy import DeploymentExecutor
-from edgefleet.agent.metrics import HeartbeatMetrics
-from edgefleet.agent.service import AgentService
+from edgefleet.agent.device.control import ControlClient
+from edgefleet.agent.device.deploy import DeploymentExecutor
+from edgefleet.agent.device.metrics import HeartbeatMetrics
+from edgefleet.agent.device.transport import MemoryTransport
+from edgefleet.agent.serving.service import AgentService
 from edgefleet.errors import EdgefleetError, NotFound
 from edgefleet.package import build_package, init_keys
+from edgefleet.wire.edge import Deployment
 
 
 def _save(graph: onnx.GraphProto, path: Path) -> Path:

@@ -28,8 +28,8 @@ import numpy as np
 import psutil
 
 from edgefleet.agent.config import AgentConfig
-from edgefleet.agent.registry import LoadedModel, ModelRegistry
-from edgefleet.agent.shm import SharedMemoryCache
+from edgefleet.agent.serving.registry import LoadedModel, ModelRegistry
+from edgefleet.agent.serving.shm import SharedMemoryCache
 from edgefleet.agent.types import (
     AuxiliaryInput,
     CapturedAuxiliary,

@@ -5,114 +5,38 @@ small JSON message (QoS 1, not retained) per selected device on
 ``<prefix>/<fleet>/<device>/deployments`` when a deployment stage starts. An agent with
 ``edgefleet_mqtt_url`` subscribes to its own topic with a paho-mqtt client thread and, on any
 message there, wakes its deployment poll (:meth:`ControlClient.poll_now
-<edgefleet.agent.control.ControlClient.poll_now>`). The message's content is not trusted: it
+<edgefleet.agent.device.control.ControlClient.poll_now>`). The message's content is not trusted: it
 only triggers a poll of the (authenticated) control plane, which decides what to deploy.
 
 Notifications are a shortcut, never a requirement: while the broker is down paho reconnects
 with a backoff (1 s doubling up to 120 s), the agent logs it, and the regular poll goes on. After
 a reconnect the agent polls once, since messages sent meanwhile are lost (clean sessions).
 
-The URL and topic helpers here are shared by the control plane's publisher, so both sides agree
-on the topic. paho-mqtt is imported only when a broker is configured.
+The URL and topic rules are shared with the control plane's publisher (:mod:`edgefleet.wire.mqtt`).
+paho-mqtt is imported only when a broker is configured.
 """
 
 from __future__ import annotations
 
 import logging
-import secrets
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+
+from edgefleet.wire.mqtt import (
+    KEEPALIVE_SECONDS,
+    RECONNECT_MAX_SECONDS,
+    RECONNECT_MIN_SECONDS,
+    check_topic_prefix,
+    device_topic,
+    new_client,
+    parse_broker_url,
+)
 
 if TYPE_CHECKING:
     import paho.mqtt.client as mqtt
 
 log = logging.getLogger(__name__)
-
-#: Default MQTT port of ``mqtt://`` URLs without one.
-DEFAULT_PORT = 1883
-#: Keep-alive interval of the MQTT connection, in seconds.
-KEEPALIVE_SECONDS = 60
-#: paho's reconnect backoff: first and longest delay, in seconds.
-RECONNECT_MIN_SECONDS = 1
-RECONNECT_MAX_SECONDS = 120
-#: Longest accepted topic prefix, in characters.
-MAX_PREFIX_CHARS = 200
-
-
-@dataclass(frozen=True)
-class BrokerAddress:
-    """Where an MQTT broker listens (plain TCP; credentials and TLS are not supported yet).
-
-    Attributes:
-        host: host name or IP address.
-        port: TCP port.
-    """
-
-    host: str
-    port: int
-
-    def __str__(self) -> str:
-        return f"mqtt://{self.host}:{self.port}"
-
-
-def parse_broker_url(url: str) -> BrokerAddress:
-    """Parse ``mqtt://host[:port]`` (port default 1883).
-
-    Raises:
-        ValueError: another scheme, no host, a path or query, credentials in the URL (they
-            would end up in logs), or a port outside 1-65535; the message says what is expected.
-    """
-    parts = urlsplit(url.strip())
-    expected = "expected mqtt://host:port, e.g. mqtt://127.0.0.1:1883"
-    if parts.scheme != "mqtt":
-        raise ValueError(f"unsupported MQTT URL scheme {parts.scheme!r}; {expected}")
-    if parts.username is not None or parts.password is not None:
-        raise ValueError(f"credentials in the MQTT URL are not supported; {expected}")
-    if parts.path not in ("", "/") or parts.query or parts.fragment:
-        raise ValueError(f"the MQTT URL must not have a path or query; {expected}")
-    try:
-        port = parts.port or DEFAULT_PORT
-    except ValueError:
-        raise ValueError(f"invalid port in the MQTT URL; {expected}") from None
-    if not parts.hostname:
-        raise ValueError(f"the MQTT URL has no host; {expected}")
-    return BrokerAddress(parts.hostname, port)
-
-
-def check_topic_prefix(prefix: str) -> str:
-    """Validate a topic prefix: 1-200 characters, no MQTT wildcards (``+``, ``#``), no NUL, and
-    no leading or trailing ``/``. Returns it unchanged.
-
-    Raises:
-        ValueError: the prefix breaks one of these rules (the message says which).
-    """
-    if not 1 <= len(prefix) <= MAX_PREFIX_CHARS:
-        raise ValueError(f"the MQTT topic prefix must have 1-{MAX_PREFIX_CHARS} characters")
-    if any(c in prefix for c in "+#\0"):
-        raise ValueError("the MQTT topic prefix must not contain '+', '#' or NUL")
-    if prefix.startswith("/") or prefix.endswith("/"):
-        raise ValueError("the MQTT topic prefix must not start or end with '/'")
-    return prefix
-
-
-def device_topic(prefix: str, fleet: str, device: str) -> str:
-    """The topic of one device's deployment notifications:
-    ``<prefix>/<fleet>/<device>/deployments`` (fleet and device names never hold wildcards)."""
-    return f"{prefix}/{fleet}/{device}/deployments"
-
-
-def new_client(role: str) -> mqtt.Client:
-    """A paho client (MQTT 3.1.1, clean session) with a unique client id
-    ``edgefleet-<role>-<random>``, so two processes never take over each other's session."""
-    import paho.mqtt.client as mqtt
-    from paho.mqtt.enums import CallbackAPIVersion
-
-    return mqtt.Client(CallbackAPIVersion.VERSION2,
-                       client_id=f"edgefleet-{role}-{secrets.token_hex(6)}",
-                       protocol=mqtt.MQTTv311, clean_session=True)
 
 
 class DeploymentWakeup:
