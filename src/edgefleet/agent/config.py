@@ -12,6 +12,7 @@ prints them).
 
 from __future__ import annotations
 
+import difflib
 import json
 import logging
 import os
@@ -340,7 +341,9 @@ class AgentConfig(BaseModel):
         """
         known = set(cls.model_fields)
         for key in sorted(set(data) - known):
-            log.warning("%s: unknown key %r ignored (is it misspelt?)", source, key)
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f"did you mean {close[0]!r}?" if close else "is it misspelt?"
+            log.warning("%s: unknown key %r ignored (%s)", source, key, hint)
         try:
             config = cls.model_validate({k: v for k, v in data.items() if k in known})
         except ValidationError as error:
@@ -360,6 +363,8 @@ class AgentConfig(BaseModel):
 def _describe(error: ValidationError, source: str) -> str:
     lines = []
     for item in error.errors():
+        if item["type"] == "default_factory_not_called":
+            continue  # a default that depends on a key already reported: not the user's error
         key = ".".join(str(part) for part in item["loc"]) or "(whole config)"
         given = item.get("input")
         shown = "" if key == "(whole config)" else f" (got {given!r})"
@@ -367,12 +372,14 @@ def _describe(error: ValidationError, source: str) -> str:
     return "; ".join(lines)
 
 
-def load_config(path: Path) -> AgentConfig:
-    """Read and validate the agent's JSON config file.
+def load_config(path: Path | str) -> AgentConfig:
+    """Read and validate the agent's JSON config file (a path, as :class:`~pathlib.Path` or
+    ``str``).
 
     Raises:
         ConfigError: the file is missing, is not a JSON object, or a key is invalid.
     """
+    path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as error:

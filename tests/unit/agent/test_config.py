@@ -108,6 +108,23 @@ def test_unknown_keys_warn(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING):
         AgentConfig.from_mapping({"sagemaker_edge_core_devcie_name": "x"})
     assert "sagemaker_edge_core_devcie_name" in caplog.text
+    assert "did you mean 'sagemaker_edge_core_device_name'?" in caplog.text
+
+
+@pytest.mark.parametrize("key", ["sagemaker_edge_db_enable", "edgefleet_cpu_affinity"])
+def test_a_wrong_value_is_the_only_error_reported(key: str) -> None:
+    # edgefleet_grpc_workers' default depends on these keys; it must not add an error of its own.
+    with pytest.raises(ConfigError) as caught:
+        AgentConfig.from_mapping({key: "not-this"})
+    assert key in caught.value.message
+    assert "edgefleet_grpc_workers" not in caught.value.message
+    assert "PydanticUndefined" not in caught.value.message
+
+
+def test_load_config_takes_a_str_path(tmp_path: Path) -> None:
+    path = tmp_path / "agent.json"
+    path.write_text(json.dumps({"sagemaker_edge_core_device_name": "turbine-7"}))
+    assert load_config(str(path)).sagemaker_edge_core_device_name == "turbine-7"
 
 
 @pytest.mark.parametrize(("key", "value", "expected"), [
