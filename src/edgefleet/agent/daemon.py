@@ -34,7 +34,8 @@ from edgefleet.agent.device.transport import make_transport
 from edgefleet.agent.device.wakeup import DeploymentWakeup
 from edgefleet.agent.serving.grpc_server import SERVICE_NAME, build_server
 from edgefleet.agent.serving.service import AgentService, CaptureBackend
-from edgefleet.errors import FailedPrecondition
+from edgefleet.errors import FailedPrecondition, UntrustedSigner
+from edgefleet.package.signing import load_root_certificates
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +129,27 @@ def _notify_systemd(message: str) -> None:
         sock.sendto(message.encode(), address)
 
 
+def check_root_certificates(config: AgentConfig) -> str | None:
+    """Why every signed package would be refused with this config, or None if it would not.
+
+    The agent still starts (an operator may add the certificates later; LoadModel reads the
+    folder on each call), but says so at start instead of at the first LoadModel.
+    """
+    if config.edgefleet_allow_unsigned_models:
+        return None
+    path = config.sagemaker_edge_core_root_certs_path
+    if path is None:
+        return ("sagemaker_edge_core_root_certs_path is not set, so every signed package will be "
+                "refused; set it to the folder of PEM root certificates (`edgefleet keys init "
+                "DIR` writes DIR/root-certs)")
+    try:
+        load_root_certificates(path)
+    except UntrustedSigner as error:
+        return (f"{error.message} (resolved against {Path.cwd()}); until then every package "
+                f"is refused (`edgefleet keys init DIR` writes DIR/root-certs)")
+    return None
+
+
 class Agent:
     """A running agent: build with the config, :meth:`start`, later :meth:`stop`.
 
@@ -209,6 +231,9 @@ class Agent:
         if self.notifications is not None:
             self.notifications.start()
         _notify_systemd("READY=1")
+        problem = check_root_certificates(self.config)
+        if problem is not None:
+            log.warning("%s", problem)
         log.info("edgefleet-agent %s serving on unix://%s (device %s, fleet %s) in %.0f ms",
                  __version__, self.socket_path, self.config.sagemaker_edge_core_device_name,
                  self.config.sagemaker_edge_core_device_fleet_name,
