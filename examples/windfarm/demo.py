@@ -6,8 +6,10 @@ Run it with ``scripts/demo`` (which sets up the environment), or ``python -m win
 
 from __future__ import annotations
 
+import io
 import json
 import signal
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,6 +32,37 @@ MODEL_ALIAS = "turbine-anomaly"
 MODEL_VERSION = "1.0"
 
 app = typer.Typer(add_completion=False, rich_markup_mode="markdown")
+
+
+class _PlainLines(io.TextIOBase):
+    """A text stream that drops the spaces ending each line before passing it on (rich pads
+    table rows to the table's width)."""
+
+    def __init__(self, out: io.TextIOBase) -> None:
+        self._out = out
+        self._pending = ""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        *lines, self._pending = (self._pending + text).split("\n")
+        for line in lines:
+            self._out.write(line.rstrip(" ") + "\n")
+        return len(text)
+
+    def flush(self) -> None:
+        self._out.write(self._pending)
+        self._pending = ""
+        self._out.flush()
+
+
+def _console() -> Console:
+    """rich's console on a terminal; piped or redirected, one that never wraps a line in the
+    middle of a sentence and leaves no trailing spaces, so the output greps and diffs cleanly."""
+    if sys.stdout.isatty():
+        return Console()
+    return Console(file=_PlainLines(sys.stdout), soft_wrap=True)  # type: ignore[arg-type]
 
 
 class _Timings:
@@ -100,7 +133,7 @@ def main(
     Everything the demo starts is stopped when it ends, on Ctrl-C and on errors.
     """
     signal.signal(signal.SIGTERM, _terminate_as_interrupt)
-    console = Console()
+    console = _console()
     work_dir = work_dir.resolve()
     work_dir.mkdir(parents=True, exist_ok=True)
     timings = _Timings(console)

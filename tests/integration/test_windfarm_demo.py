@@ -57,6 +57,14 @@ def test_episodes_are_real(run: tuple[Path, str]) -> None:
     assert "clear power deficit" in output and "Summary, 2015" in output
 
 
+def test_piped_output_is_plain_lines(run: tuple[Path, str]) -> None:
+    # Piped (as here), no line is wrapped mid-sentence nor padded with trailing spaces.
+    _, output = run
+    assert [line for line in output.splitlines() if line.endswith(" ")] == []
+    assert any(line.startswith("  4 turbines,") and line.endswith("in 2015 (replay)")
+               for line in output.splitlines())
+
+
 def test_the_longest_stoppage_is_in_the_raw_data(run: tuple[Path, str]) -> None:
     """Check the episode with the largest energy loss against the CSV itself."""
     work_dir, _ = run
