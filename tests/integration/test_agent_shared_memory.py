@@ -133,3 +133,26 @@ def test_removed_segments_are_let_go(agent: AgentProcess, image: str) -> None:
         except (sysv_ipc.ExistentialError, ValueError):  # EIDRM or EINVAL once it is gone
             gone = True
     assert gone, "the agent still holds a removed segment"
+
+
+@pytest.mark.parametrize("shape", [[1] * 65, [0, 2147483647, 2147483647, 2147483647]],
+                         ids=["65-dimensions", "zero-size-overflowing"])
+def test_capture_of_a_shape_numpy_cannot_make_is_invalid_argument(
+        agent: AgentProcess, image: str, shape: list[int]) -> None:
+    segment = segment_with(np.zeros(16, np.float32), 0o400)
+    try:
+        stamp = time.time_ns()
+        with pytest.raises(grpc.RpcError) as caught:
+            agent.stub.CaptureData(pb.CaptureDataRequest(
+                model_name=image, capture_id=f"shape-{len(shape)}",
+                inference_timestamp=pb.Timestamp(seconds=stamp // 10**9, nanos=stamp % 10**9),
+                input_tensors=[pb.Tensor(
+                    tensor_metadata=pb.TensorMetadata(name=b"x", data_type=pb.FLOAT32,
+                                                      shape=shape),
+                    shared_memory_handle=pb.SharedMemoryHandle(segment_id=segment.id))]))
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT, caught.value.details()
+        assert "cannot be laid out" in (caught.value.details() or "")
+        # The agent goes on serving.
+        assert agent.stub.ListModels(pb.ListModelsRequest()).models
+    finally:
+        segment.remove()

@@ -60,7 +60,9 @@ class SharedMemoryCache:
 
         Raises:
             InvalidArgument: no segment with that id, the segment is writable, the range lies
-                outside the segment, or ``ref.size`` disagrees with shape x dtype size.
+                outside the segment, ``ref.size`` disagrees with shape x dtype size, or numpy
+                cannot make an array of that shape (over 64 dimensions, or a zero-size shape
+                whose other dimensions overflow its index range).
         """
         count = math.prod(shape)
         nbytes = count * dtype.itemsize
@@ -76,8 +78,14 @@ class SharedMemoryCache:
                 raise InvalidArgument(
                     f"tensor {tensor!r}: bytes {ref.offset}..{ref.offset + nbytes} lie outside "
                     f"shared memory segment {ref.segment_id} of {len(buffer)} bytes")
-            array = np.frombuffer(buffer, dtype=dtype, count=count,
-                                  offset=ref.offset).reshape(shape)
+            try:
+                array = np.frombuffer(buffer, dtype=dtype, count=count,
+                                      offset=ref.offset).reshape(shape)
+            except ValueError as error:  # numpy: over 64 dimensions, or beyond its index range
+                shown = list(shape) if len(shape) <= 8 else f"of {len(shape)} dimensions"
+                raise InvalidArgument(
+                    f"tensor {tensor!r}: shape {shown} cannot be laid out as an array "
+                    f"({error}); send the tensor's actual shape") from None
         array.flags.writeable = False
         return array
 
