@@ -117,3 +117,16 @@ class Unavailable(EdgefleetError):
     """The agent is shutting down or a dependency is temporarily unreachable."""
 
     code = grpc.StatusCode.UNAVAILABLE
+
+
+#: Longest piece of client input a message repeats, in characters.
+MAX_ECHO_CHARS = 200
+
+
+def echo(text: str, limit: int = MAX_ECHO_CHARS) -> str:
+    """``text`` as an error message or log line may repeat it: at most ``limit`` characters,
+    with ``...`` and the full length when cut (gRPC drops replies whose metadata, the message
+    included, exceed the client's 16 KiB limit)."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text)} characters)"

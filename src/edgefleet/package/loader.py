@@ -21,12 +21,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from edgefleet.errors import (
+    InvalidArgument,
     NotFound,
     PackageError,
     TamperedPackage,
     UnsignedPackage,
     UnsupportedModel,
     UntrustedSigner,
+    echo,
 )
 from edgefleet.package.archive import DEFAULT_MAX_ARCHIVE_BYTES, extract_archive
 from edgefleet.package.manifest import (
@@ -42,6 +44,9 @@ from edgefleet.runtimes import RUNTIMES
 
 #: File name endings of package archives.
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz")
+#: Longest part of an archive's name kept in the names of the folders it extracts to, in bytes
+#: (a file name holds at most 255; the rest is a prefix and a random suffix).
+MAX_STEM_BYTES = 160
 
 _ALLOW_UNSIGNED_HINT = ("set edgefleet_allow_unsigned_models to true in the agent config only "
                         "for development")
@@ -119,21 +124,29 @@ def open_package(url: Path, *, extract_root: Path, root_certs_path: Path | None,
         PackageError: anything else that makes it not a package (corrupt archive, malformed
             manifest, ...); the message says what.
     """
-    if not url.exists():
-        raise NotFound(f"no model package at {url} (resolved against {Path.cwd()})")
+    try:
+        exists = url.exists()
+    except OSError as error:  # ENAMETOOLONG and the like: no such path can exist here
+        raise InvalidArgument(f"url {echo(str(url))!r} is not a usable path: "
+                              f"{error.strerror}") from None
+    if not exists:
+        raise NotFound(f"no model package at {echo(str(url))} (resolved against {Path.cwd()})")
     if url.is_dir():
-        return _open_directory(url.resolve(), label=str(url), root_certs_path=root_certs_path,
+        return _open_directory(url.resolve(), label=echo(str(url)), root_certs_path=root_certs_path,
                                allow_unsigned=allow_unsigned, extracted=False)
     if not url.name.endswith(ARCHIVE_SUFFIXES):
         raise PackageError(
             f"{url} is a file but not a package archive; pass a package folder or a .tar.gz "
             f"built with `edgefleet package build`")
+    # The folders' names add a prefix and a random suffix to the stem: keep them in the
+    # 255-byte limit of a file name whatever the archive's own name.
     stem = url.name.removesuffix(".tgz").removesuffix(".tar.gz")
+    stem = stem.encode()[:MAX_STEM_BYTES].decode(errors="ignore")
     extract_root.mkdir(parents=True, exist_ok=True)
     partial = Path(tempfile.mkdtemp(prefix=f".{stem}-", suffix=".partial", dir=extract_root))
     try:
         extract_archive(url, partial, max_bytes=max_archive_bytes)
-        opened = _open_directory(partial.resolve(), label=str(url),
+        opened = _open_directory(partial.resolve(), label=echo(str(url)),
                                  root_certs_path=root_certs_path, allow_unsigned=allow_unsigned,
                                  extracted=True)
         directory = partial.resolve().with_name(f"{stem}-{uuid.uuid4().hex[:12]}")

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from edgefleet.errors import (
+    InvalidArgument,
     NotFound,
     PackageError,
     TamperedPackage,
@@ -71,6 +72,24 @@ def test_directory_round_trip(package_dir: Path, keys: KeyFiles, tmp_path: Path)
 def test_missing_path_is_not_found(tmp_path: Path, keys: KeyFiles) -> None:
     with pytest.raises(NotFound, match="no model package at"):
         open_package(tmp_path / "nope", extract_root=tmp_path, root_certs_path=keys.root_certs_dir)
+
+
+def test_a_url_beyond_the_file_name_limit_is_invalid_argument(tmp_path: Path,
+                                                               keys: KeyFiles) -> None:
+    with pytest.raises(InvalidArgument, match="not a usable path") as caught:
+        open_package(tmp_path / ("p" * 5000 + ".tar.gz"), extract_root=tmp_path,
+                     root_certs_path=keys.root_certs_dir)
+    assert len(caught.value.message) < 500  # the url is cut, not echoed whole
+
+
+def test_an_archive_with_a_245_character_name_loads(tmp_path: Path, archive: Path,
+                                                    keys: KeyFiles) -> None:
+    long_name = tmp_path / ("a" * 238 + ".tar.gz")  # 245 characters
+    shutil.copy(archive, long_name)
+    opened = open_package(long_name, extract_root=tmp_path / "x",
+                          root_certs_path=keys.root_certs_dir)
+    assert opened.model_path.is_file()
+    assert len(opened.directory.name.encode()) <= 255
 
 
 def test_other_file_is_refused(tmp_path: Path, model_path: Path, keys: KeyFiles) -> None:

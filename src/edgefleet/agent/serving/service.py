@@ -48,6 +48,7 @@ from edgefleet.errors import (
     OutOfRange,
     ResourceExhausted,
     TensorMismatch,
+    echo,
 )
 from edgefleet.names import check_alias
 from edgefleet.package import open_package
@@ -124,7 +125,7 @@ class AgentService:
             self.registry.release_reservation(alias)
             raise
         self.registry.publish(model)
-        log.info("loaded model %r version %r from %s", alias, model.info.version, url)
+        log.info("loaded model %r version %r from %s", alias, model.info.version, echo(url))
         return model.info
 
     def open_model(self, url: str, alias: str) -> LoadedModel:
