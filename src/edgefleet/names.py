@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from edgefleet.errors import InvalidArgument
+from edgefleet.errors import InvalidArgument, echo
 
 #: Model aliases and model names, from the SageMaker agent API (no dots, no underscores).
 ALIAS_PATTERN = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9])*$")
@@ -25,7 +25,7 @@ def check_alias(alias: str) -> str:
     # fullmatch: with match, "$" would also accept a trailing newline.
     if len(alias) > MAX_ALIAS_LENGTH or not ALIAS_PATTERN.fullmatch(alias):
         raise InvalidArgument(
-            f"model name {alias!r} is not valid: use letters, digits and single or repeated "
+            f"model name {echo(alias)!r} is not valid: use letters, digits and single or repeated "
             f"hyphens between them (pattern {ALIAS_PATTERN.pattern}, at most "
             f"{MAX_ALIAS_LENGTH} characters; no dots, no underscores)")
     return alias

@@ -233,3 +233,14 @@ def test_resource_exhausted_for_a_model_larger_than_memory(
 
 def test_socket_file_mode_is_0660(agent: AgentProcess) -> None:
     assert os.stat(agent.socket_path).st_mode & 0o777 == 0o660
+
+
+@pytest.mark.parametrize("rpc", ["UnLoadModel", "DescribeModel"])
+def test_a_huge_model_name_is_invalid_argument_not_a_dropped_reply(agent: AgentProcess,
+                                                                    rpc: str) -> None:
+    # Echoed whole, a 20,000-character name would exceed the client's 16 KiB metadata limit.
+    request = getattr(pb, f"{rpc}Request")(name="m" * 20_000)
+    with pytest.raises(grpc.RpcError) as caught:
+        getattr(agent.stub, rpc)(request)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT, caught.value.details()
+    assert "(20000 characters)" in (caught.value.details() or "")
