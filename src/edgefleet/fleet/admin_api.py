@@ -129,15 +129,20 @@ def register_device(spec: schemas.DeviceRegister, request: Request,
                     session: WriteSession) -> schemas.DeviceRegistered:
     """Register a device; the answer holds its secret (shown once) and a ready agent config."""
     context = request.app.state.context
+    settings = context.settings
     return fleets.register_device(session, context.key, spec, endpoint=context.base_url(request),
-                                  region=context.settings.region)
+                                  region=settings.region,
+                                  poll_seconds=settings.agent_deployment_poll_seconds,
+                                  mqtt_url=settings.mqtt_url,
+                                  mqtt_topic_prefix=settings.mqtt_topic_prefix)
 
 
 @router.get("/devices", tags=["devices"])
 def list_devices(session: ReadSession, fleet: str | None = None, after: str | None = None,
                  limit: Annotated[int, Query(ge=1, le=fleets.MAX_PAGE)] = 100
                  ) -> schemas.DevicePage:
-    """Devices by name, optionally of one fleet; page with ``after`` = previous ``next_after``."""
+    """Devices by name, optionally of one fleet; page with ``after`` = previous ``next_after``.
+    Models and deployments are not listed: describe a device for them."""
     return fleets.list_devices(session, fleet=fleet, after=after, limit=limit)
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -17,6 +19,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from typer.core import TyperCommand
 
 from edgefleet.fleet.client import AdminClient, ApiError
 
@@ -60,6 +63,20 @@ def _run(server: str, token: str | None, call: Callable[[AdminClient], Any]) -> 
 
 # -- server ---------------------------------------------------------------------------------------
 
+class PlainHelpCommand(TyperCommand):
+    """A command whose ``--help`` is click's plain text, whatever the umbrella command's markup
+    mode: Markdown would eat ``<data-dir>`` as an HTML tag and rich's option table truncates
+    long option names and examples at 80 columns; plain text wraps them instead."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["rich_markup_mode"] = None
+        super().__init__(*args, **kwargs)
+
+
+#: Wider help (click caps it at the terminal's width).
+HELP_SETTINGS: dict[str, Any] = {"max_content_width": 120}
+
+
 def server(
     data_dir: Annotated[Path, typer.Option(help="SQLite file, object store, keys.")] = Path(
         "edgefleet-server"),
@@ -85,10 +102,15 @@ def server(
     ] = None,
     mqtt_topic_prefix: Annotated[str | None, typer.Option(
         help="Topic prefix of stage notifications (default: edgefleet).")] = None,
-    access_log: Annotated[bool, typer.Option(help="Log one line per request.")] = True,
+    access_log: Annotated[bool, typer.Option(
+        "--access-log/--no-access-log", help="Log one line per request.")] = True,
     log_level: str = "info",
 ) -> None:
-    """Run the fleet control plane (migrates the database and creates keys at first start)."""
+    """Run the fleet control plane (migrates the database and creates keys at first start).
+
+    Every option is also an environment variable EDGEFLEET_SERVER_<OPTION>, e.g.
+    EDGEFLEET_SERVER_MQTT_URL.
+    """
     try:
         import uvicorn
     except ImportError:
@@ -178,6 +200,25 @@ def _write_private(path: Path, data: bytes) -> None:
         out.write(data)
 
 
+def committable(path: Path) -> bool:
+    """Whether ``path`` lies in a git work tree and git does not ignore it (so ``git add .``
+    would pick it up). False when git is not installed."""
+    git = shutil.which("git")
+    if git is None:
+        return False
+    folder = path.resolve().parent
+    try:
+        inside = subprocess.run([git, "-C", str(folder), "rev-parse", "--is-inside-work-tree"],
+                                capture_output=True, text=True, timeout=10)
+        if inside.returncode != 0 or inside.stdout.strip() != "true":
+            return False
+        ignored = subprocess.run([git, "-C", str(folder), "check-ignore", "-q", "--",
+                                  path.resolve().name], capture_output=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return ignored.returncode == 1  # 0: ignored; 128: error
+
+
 @device_app.command("register")
 def device_register(
     name: str,
@@ -185,7 +226,8 @@ def device_register(
     description: str = "",
     iot_thing_name: str | None = None,
     agent_config: Annotated[Path | None, typer.Option(
-        help="Write the device's agent config (with its credentials) here, mode 0600.")] = None,
+        help="Write the device's agent config (with its credentials) here, mode 0600; the "
+             "agent keeps its state in <device>-data beside it.")] = None,
     root_certs_dir: Annotated[Path | None, typer.Option(
         help="Write the package-signing root certificate into this folder and point the "
              "agent config at it.")] = None,
@@ -203,8 +245,17 @@ def device_register(
     if agent_config is None:
         _print(answer)
         return
-    _write_private(agent_config, json.dumps(answer["agent_config"], indent=2).encode() + b"\n")
+    config = dict(answer["agent_config"])
+    # Each device's own state folder, beside its config: two agents started in one folder
+    # must not share extracted packages and deployment state.
+    config["sagemaker_edge_local_data_root_path"] = str(
+        agent_config.resolve().parent / f"{name}-data")
+    _write_private(agent_config, json.dumps(config, indent=2).encode() + b"\n")
     typer.echo(f"wrote {agent_config} (mode 0600; it holds the device's secret key)", err=True)
+    if committable(agent_config):
+        typer.echo(f"warning: {agent_config} is inside a git work tree and not ignored; it holds "
+                   "the device's secret key: add it to .gitignore (or write it outside the "
+                   "repository) so it is never committed", err=True)
     _print(answer["device"])
 
 
@@ -364,7 +415,7 @@ def stage_devices(plan: str, stage: str, server: ServerUrl = DEFAULT_SERVER,
 def add_commands(app: typer.Typer) -> None:
     """Add ``server``, ``report`` and the ``fleet``, ``device``, ``packaging``, ``plan`` and
     ``stage`` groups to the umbrella ``edgefleet`` command."""
-    app.command("server")(server)
+    app.command("server", cls=PlainHelpCommand, context_settings=HELP_SETTINGS)(server)
     app.command("report")(report)
     app.add_typer(fleet_app, name="fleet")
     app.add_typer(device_app, name="device")

@@ -28,6 +28,9 @@ from edgefleet.fleet.db.models import (
 
 #: Largest page of ``list_devices``.
 MAX_PAGE = 1000
+#: Seconds between deployment polls written into agent configs (the agent's own default is a
+#: day, ``sagemaker_edge_model_deployment_poll_interval`` = 1440 minutes).
+AGENT_POLL_SECONDS = 30.0
 
 
 def get_fleet(session: Session, name: str) -> Fleet:
@@ -94,22 +97,38 @@ def delete_fleet(session: Session, name: str) -> None:
 
 
 def agent_config(device: Device, fleet: Fleet, secret: str, *, endpoint: str, region: str,
-                 root_certs_path: str) -> dict[str, Any]:
-    """The agent config file of a device: the flat JSON the agent reads (AgentConfig keys)."""
-    return {
+                 root_certs_path: str, poll_seconds: float = AGENT_POLL_SECONDS,
+                 mqtt_url: str | None = None,
+                 mqtt_topic_prefix: str = "edgefleet") -> dict[str, Any]:
+    """The agent config file of a device: the flat JSON the agent reads (AgentConfig keys).
+
+    It polls for deployments every ``poll_seconds``, keeps its state in its own folder
+    ``<device>-data`` (relative to where the agent starts; the CLI makes it absolute, beside the
+    config file), and, when the server notifies over MQTT, subscribes to the same broker and
+    topic prefix.
+    """
+    config: dict[str, Any] = {
         "sagemaker_edge_core_device_name": device.name,
         "sagemaker_edge_core_device_fleet_name": fleet.name,
         "sagemaker_edge_core_endpoint_override": endpoint,
         "sagemaker_edge_core_region": region,
         "sagemaker_edge_core_root_certs_path": root_certs_path,
         "sagemaker_edge_provider_provider": "Aws",
+        "sagemaker_edge_local_data_root_path": f"{device.name}-data",
+        "edgefleet_deployment_poll_seconds": poll_seconds,
         "edgefleet_control_access_key_id": device.access_key_id,
         "edgefleet_control_secret_access_key": secret,
     }
+    if mqtt_url is not None:
+        config["edgefleet_mqtt_url"] = mqtt_url
+        config["edgefleet_mqtt_topic_prefix"] = mqtt_topic_prefix
+    return config
 
 
 def register_device(session: Session, key: ServerKey, spec: schemas.DeviceRegister, *,
-                    endpoint: str, region: str) -> schemas.DeviceRegistered:
+                    endpoint: str, region: str, poll_seconds: float = AGENT_POLL_SECONDS,
+                    mqtt_url: str | None = None,
+                    mqtt_topic_prefix: str = "edgefleet") -> schemas.DeviceRegistered:
     """Register a device in a fleet and create its credentials.
 
     Args:
@@ -118,6 +137,9 @@ def register_device(session: Session, key: ServerKey, spec: schemas.DeviceRegist
         spec: name, fleet, description, IoT thing name, root-certs folder for the config.
         endpoint: the control plane URL written into the agent config.
         region: the region written into the agent config.
+        poll_seconds: the agent config's ``edgefleet_deployment_poll_seconds``.
+        mqtt_url: the server's MQTT broker, if any: written as ``edgefleet_mqtt_url`` together
+            with ``mqtt_topic_prefix`` (``edgefleet_mqtt_topic_prefix``).
 
     Returns:
         The device, its credentials (the only time the secret is returned) and its agent config.
@@ -142,10 +164,12 @@ def register_device(session: Session, key: ServerKey, spec: schemas.DeviceRegist
     except IntegrityError:
         raise AlreadyExists(taken) from None
     return schemas.DeviceRegistered(
-        device=_device_out(session, device, fleet.name, detail=False),
+        device=_device_summary(device, fleet.name),
         credentials=schemas.Credentials(access_key_id=access_key_id, secret_access_key=secret),
         agent_config=agent_config(device, fleet, secret, endpoint=endpoint, region=region,
-                                  root_certs_path=spec.root_certs_path))
+                                  root_certs_path=spec.root_certs_path,
+                                  poll_seconds=poll_seconds, mqtt_url=mqtt_url,
+                                  mqtt_topic_prefix=mqtt_topic_prefix))
 
 
 def _get_device(session: Session, name: str) -> tuple[Device, str]:
@@ -169,15 +193,16 @@ def deregister_device(session: Session, name: str) -> str:
     return device.access_key_id
 
 
-def _device_out(session: Session, device: Device, fleet_name: str, *,
-                detail: bool) -> schemas.DeviceOut:
-    out = schemas.DeviceOut(
+def _device_summary(device: Device, fleet_name: str) -> schemas.DeviceSummary:
+    return schemas.DeviceSummary(
         name=device.name, fleet=fleet_name, description=device.description,
         iot_thing_name=device.iot_thing_name, access_key_id=device.access_key_id,
         registered_at=device.registered_at, latest_heartbeat=device.last_heartbeat_at,
         agent_version=device.agent_version, agent_metrics=device.agent_metrics or [])
-    if not detail:
-        return out
+
+
+def _device_out(session: Session, device: Device, fleet_name: str) -> schemas.DeviceOut:
+    out = schemas.DeviceOut(**_device_summary(device, fleet_name).model_dump())
     out.models = [
         schemas.ModelOut(model_name=m.model_name, model_version=m.model_version,
                          latest_sample_time=m.latest_sample_time,
@@ -205,7 +230,7 @@ def describe_device(session: Session, name: str) -> schemas.DeviceOut:
         NotFound: no such device.
     """
     device, fleet_name = _get_device(session, name)
-    return _device_out(session, device, fleet_name, detail=True)
+    return _device_out(session, device, fleet_name)
 
 
 def list_devices(session: Session, *, fleet: str | None, after: str | None,
@@ -221,6 +246,6 @@ def list_devices(session: Session, *, fleet: str | None, after: str | None,
         query = query.where(Device.fleet_id == get_fleet(session, fleet).id)
     if after is not None:
         query = query.where(Device.name > after)
-    devices = [_device_out(session, d, f, detail=False) for d, f in session.execute(query)]
+    devices = [_device_summary(d, f) for d, f in session.execute(query)]
     full = len(devices) == min(max(limit, 1), MAX_PAGE)
     return schemas.DevicePage(devices=devices, next_after=devices[-1].name if full else None)

@@ -16,6 +16,7 @@ device reports its result or the stage stops.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import math
 import secrets
@@ -229,12 +230,20 @@ def _select_devices(session: Session, plan: DeploymentPlan, stage: Stage) -> lis
     return [devices[n] for n in ranked[:count]]
 
 
+def _describe_selection(stage: Stage) -> str:
+    if stage.selection_type == "SELECTION":
+        return f"selection SELECTION of {', '.join(stage.device_names or [])}"
+    if stage.selection_type == "NAMECONTAINS":
+        return f"selection NAMECONTAINS {stage.name_contains!r}"
+    return f"selection PERCENTAGE {stage.percentage}%"
+
+
 def start_stage(session: Session, plan_name: str, stage_name: str) -> schemas.StageOut:
     """Select the stage's devices and hand them the deployment from now on.
 
     Raises:
         NotFound: no such plan or stage.
-        FailedPrecondition: the stage was started before.
+        FailedPrecondition: the stage was started before, or it selects no device.
         InvalidArgument: a SELECTION names devices outside the fleet.
     """
     plan = _get_plan(session, plan_name)
@@ -244,6 +253,12 @@ def start_stage(session: Session, plan_name: str, stage_name: str) -> schemas.St
                                  "again; add a new stage to deploy once more")
     now = time.time()
     device_ids = _select_devices(session, plan, stage)
+    if not device_ids:
+        raise FailedPrecondition(
+            f"stage {stage_name!r} of plan {plan_name!r} selects no device "
+            f"({_describe_selection(stage)}) of the plan's fleet; register devices in the "
+            f"fleet (`edgefleet device list` shows them) or add a stage that selects some "
+            f"(`edgefleet plan add-stage {plan_name} STAGE --devices NAME,...`)")
     session.add_all(StageDevice(stage_id=stage.id, device_id=i, status="READYTODEPLOY",
                                 status_message="", updated_at=now) for i in device_ids)
     stage.status = "INPROGRESS"
@@ -274,16 +289,40 @@ def stop_stage(session: Session, plan_name: str, stage_name: str) -> schemas.Sta
     return _stage_out(session, stage)
 
 
+def _stage_hint(status: str, latest_heartbeat: float | None,
+                started_at: float | None) -> str | None:
+    """Why a device of a started stage may be stuck: it has not fetched the deployment and/or
+    not sent a heartbeat since the stage started."""
+    if started_at is None or status not in OPEN:
+        return None
+    silent = latest_heartbeat is None or latest_heartbeat < started_at
+    started = dt.datetime.fromtimestamp(started_at, dt.UTC).isoformat(timespec="seconds")
+    if status == "READYTODEPLOY":
+        hint = (f"has not fetched the deployment since the stage started at {started}"
+                + (" and sent no heartbeat since" if silent else ""))
+        return (hint + "; check that the agent runs with this device's config and its poll "
+                "interval (edgefleet_deployment_poll_seconds; without it the agent polls once "
+                "a day)")
+    if silent:
+        return (f"fetched the deployment but sent no heartbeat since the stage started at "
+                f"{started}; check the agent's log and edgefleet_heartbeat_interval_seconds")
+    return None
+
+
 def stage_devices(session: Session, plan_name: str,
                   stage_name: str) -> list[schemas.StageDeviceOut]:
-    """Every device the stage selected, with its status, by device name."""
+    """Every device the stage selected, with its status and latest heartbeat, by device name;
+    ``hint`` says when the device has not polled or sent a heartbeat since the stage started."""
     stage = _get_stage(session, _get_plan(session, plan_name), stage_name)
     rows = session.execute(
-        select(Device.name, StageDevice).join(Device, StageDevice.device_id == Device.id)
+        select(Device.name, Device.last_heartbeat_at, StageDevice)
+        .join(Device, StageDevice.device_id == Device.id)
         .where(StageDevice.stage_id == stage.id).order_by(Device.name))
     return [schemas.StageDeviceOut(device_name=n, status=sd.status,
                                    status_message=sd.status_message, models=sd.models or [],
-                                   updated_at=sd.updated_at) for n, sd in rows]
+                                   updated_at=sd.updated_at, latest_heartbeat=beat,
+                                   hint=_stage_hint(sd.status, beat, stage.started_at))
+            for n, beat, sd in rows]
 
 
 @dataclass(frozen=True)

@@ -160,8 +160,9 @@ class DeviceDeployment(BaseModel):
     status_message: str
 
 
-class DeviceOut(BaseModel):
-    """A registered device and what its latest heartbeat said (times: epoch seconds)."""
+class DeviceSummary(BaseModel):
+    """A registered device and what its latest heartbeat said (times: epoch seconds), as
+    ``device list`` shows it: without models and deployments (``device describe`` has them)."""
 
     name: str
     fleet: str
@@ -172,6 +173,11 @@ class DeviceOut(BaseModel):
     latest_heartbeat: float | None
     agent_version: str | None
     agent_metrics: list[dict[str, Any]] = []
+
+
+class DeviceOut(DeviceSummary):
+    """A device as ``device describe`` shows it: also its models and deployments."""
+
     models: list[ModelOut] = []
     deployments: list[DeviceDeployment] = []
 
@@ -179,7 +185,7 @@ class DeviceOut(BaseModel):
 class DeviceRegistered(BaseModel):
     """The answer to a registration: the device, its credentials, a ready agent config."""
 
-    device: DeviceOut
+    device: DeviceSummary
     credentials: Credentials
     agent_config: dict[str, Any]
 
@@ -187,7 +193,7 @@ class DeviceRegistered(BaseModel):
 class DevicePage(BaseModel):
     """A page of devices ordered by name; pass ``next_after`` as ``after`` for the next page."""
 
-    devices: list[DeviceOut]
+    devices: list[DeviceSummary]
     next_after: str | None
 
 
@@ -288,6 +294,11 @@ class StageDeviceOut(BaseModel):
     status_message: str
     models: list[dict[str, Any]]
     updated_at: float
+    latest_heartbeat: float | None = Field(
+        default=None, description="The device's latest heartbeat (epoch seconds), if any.")
+    hint: str | None = Field(
+        default=None, description="Why the device may be stuck, when it has not polled or "
+                                  "sent a heartbeat since the stage started.")
 
 
 class AgentVersionCount(BaseModel):

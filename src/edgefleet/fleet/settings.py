@@ -66,6 +66,10 @@ class ServerSettings(BaseSettings):
     seconds (0: read the database on every request). A deregistered device's credentials keep
     working at most this long."""
 
+    agent_deployment_poll_seconds: float = Field(default=30.0, gt=0)
+    """``edgefleet_deployment_poll_seconds`` written into the agent configs of new devices:
+    seconds between an agent's polls for deployments (the agent alone would wait a day)."""
+
     download_url_ttl_seconds: int = Field(default=3600, ge=60)
     """Lifetime of presigned S3 download URLs handed to devices, in seconds."""
 
