@@ -93,6 +93,10 @@ def test_capture_codes(capture_agent: AgentProcess) -> None:
     got, _ = code(capture_agent.stub.GetCaptureDataStatus,
                   pb.GetCaptureDataStatusRequest(capture_id="never-sent"))
     assert got == grpc.StatusCode.NOT_FOUND
+    # Echoed whole, a 9,000-character id would exceed the client's 16 KiB metadata limit.
+    got, details = code(capture_agent.stub.GetCaptureDataStatus,
+                        pb.GetCaptureDataStatusRequest(capture_id="c" * 9000))
+    assert got == grpc.StatusCode.INVALID_ARGUMENT and "got 9000" in details
 
 
 def test_unreachable_cloud_without_spool_is_failed_precondition(

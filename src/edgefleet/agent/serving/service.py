@@ -369,12 +369,17 @@ class AgentService:
         """The state of a capture: IN_PROGRESS, SUCCESS or FAILURE.
 
         Raises:
-            InvalidArgument: empty capture id.
+            InvalidArgument: empty capture id, or longer than ``MAX_CAPTURE_ID_LENGTH`` (no
+                such id can have been captured).
             NotFound: unknown or expired capture id.
             FailedPrecondition: capture is not enabled.
         """
         if not capture_id:
             raise InvalidArgument("capture_id is empty: pass the id given to CaptureData")
+        if len(capture_id) > MAX_CAPTURE_ID_LENGTH:
+            raise InvalidArgument(
+                f"capture_id must be 1 to {MAX_CAPTURE_ID_LENGTH} characters (as CaptureData "
+                f"takes them), got {len(capture_id)}")
         if self.capture is None:
             raise FailedPrecondition("capture is not enabled on this agent")
         return self.capture.status(capture_id)
