@@ -124,19 +124,20 @@ def open_package(url: Path, *, extract_root: Path, root_certs_path: Path | None,
         PackageError: anything else that makes it not a package (corrupt archive, malformed
             manifest, ...); the message says what.
     """
+    label = echo(str(url))  # what messages show of the url: a client may send any length
     try:
         exists = url.exists()
     except OSError as error:  # ENAMETOOLONG and the like: no such path can exist here
-        raise InvalidArgument(f"url {echo(str(url))!r} is not a usable path: "
+        raise InvalidArgument(f"url {label!r} is not a usable path: "
                               f"{error.strerror}") from None
     if not exists:
-        raise NotFound(f"no model package at {echo(str(url))} (resolved against {Path.cwd()})")
+        raise NotFound(f"no model package at {label} (resolved against {Path.cwd()})")
     if url.is_dir():
-        return _open_directory(url.resolve(), label=echo(str(url)), root_certs_path=root_certs_path,
+        return _open_directory(url.resolve(), label=label, root_certs_path=root_certs_path,
                                allow_unsigned=allow_unsigned, extracted=False)
     if not url.name.endswith(ARCHIVE_SUFFIXES):
         raise PackageError(
-            f"{url} is a file but not a package archive; pass a package folder or a .tar.gz "
+            f"{label} is a file but not a package archive; pass a package folder or a .tar.gz "
             f"built with `edgefleet package build`")
     # The folders' names add a prefix and a random suffix to the stem: keep them in the
     # 255-byte limit of a file name whatever the archive's own name.
@@ -146,7 +147,7 @@ def open_package(url: Path, *, extract_root: Path, root_certs_path: Path | None,
     partial = Path(tempfile.mkdtemp(prefix=f".{stem}-", suffix=".partial", dir=extract_root))
     try:
         extract_archive(url, partial, max_bytes=max_archive_bytes)
-        opened = _open_directory(partial.resolve(), label=echo(str(url)),
+        opened = _open_directory(partial.resolve(), label=label,
                                  root_certs_path=root_certs_path, allow_unsigned=allow_unsigned,
                                  extracted=True)
         directory = partial.resolve().with_name(f"{stem}-{uuid.uuid4().hex[:12]}")

@@ -329,10 +329,7 @@ class AgentService:
             FailedPrecondition: capture is not configured, or the Cloud destination is
                 unreachable and there is no local spool.
         """
-        if not capture_id or len(capture_id) > MAX_CAPTURE_ID_LENGTH:
-            raise InvalidArgument(
-                f"capture_id must be 1 to {MAX_CAPTURE_ID_LENGTH} characters, got "
-                f"{len(capture_id)}")
+        _check_capture_id(capture_id)
         alias = model_handle or model_name
         model = self.registry.get(alias)  # validates the alias only when nothing has it
         now_ns = time.time_ns()
@@ -376,10 +373,7 @@ class AgentService:
         """
         if not capture_id:
             raise InvalidArgument("capture_id is empty: pass the id given to CaptureData")
-        if len(capture_id) > MAX_CAPTURE_ID_LENGTH:
-            raise InvalidArgument(
-                f"capture_id must be 1 to {MAX_CAPTURE_ID_LENGTH} characters (as CaptureData "
-                f"takes them), got {len(capture_id)}")
+        _check_capture_id(capture_id)
         if self.capture is None:
             raise FailedPrecondition("capture is not enabled on this agent")
         return self.capture.status(capture_id)
@@ -473,6 +467,18 @@ def _check_shape(spec: TensorSpec, shape: tuple[int, ...] | None, nbytes: int | 
             f"input tensor {spec.name!r}: sent shape {list(shape)}, the model expects "
             f"{list(spec.shape)} (-1: any size)")
     return shape
+
+
+def _check_capture_id(capture_id: str) -> None:
+    """The one rule for capture ids, in CaptureData and GetCaptureDataStatus alike.
+
+    Raises:
+        InvalidArgument: empty, or longer than ``MAX_CAPTURE_ID_LENGTH`` characters.
+    """
+    if not capture_id or len(capture_id) > MAX_CAPTURE_ID_LENGTH:
+        raise InvalidArgument(
+            f"capture_id must be 1 to {MAX_CAPTURE_ID_LENGTH} characters, got "
+            f"{len(capture_id)}")
 
 
 def _output(spec: TensorSpec, array: np.ndarray) -> TensorOutput:
