@@ -31,7 +31,7 @@ from pydantic import (
 )
 
 from edgefleet.errors import ConfigError
-from edgefleet.wire.mqtt import check_topic_prefix, parse_broker_url
+from edgefleet.wire.mqtt import DEFAULT_TOPIC_PREFIX, check_topic_prefix, parse_broker_url
 
 log = logging.getLogger(__name__)
 
@@ -269,7 +269,7 @@ class AgentConfig(BaseModel):
     is down is logged and retried with backoff (1 s doubling up to 120 s); polling goes on.
     Default: off."""
 
-    edgefleet_mqtt_topic_prefix: str = "edgefleet"
+    edgefleet_mqtt_topic_prefix: str = DEFAULT_TOPIC_PREFIX
     """First topic levels of deployment notifications (the control plane's
     ``EDGEFLEET_SERVER_MQTT_TOPIC_PREFIX``): 1-200 characters, no ``+``, ``#``, or leading or
     trailing ``/``."""

@@ -25,12 +25,11 @@ from edgefleet.fleet.db.models import (
     Stage,
     StageDevice,
 )
+from edgefleet.fleet.settings import AGENT_POLL_SECONDS
+from edgefleet.wire.mqtt import DEFAULT_TOPIC_PREFIX
 
 #: Largest page of ``list_devices``.
 MAX_PAGE = 1000
-#: Seconds between deployment polls written into agent configs (the agent's own default is a
-#: day, ``sagemaker_edge_model_deployment_poll_interval`` = 1440 minutes).
-AGENT_POLL_SECONDS = 30.0
 
 
 def get_fleet(session: Session, name: str) -> Fleet:
@@ -99,7 +98,7 @@ def delete_fleet(session: Session, name: str) -> None:
 def agent_config(device: Device, fleet: Fleet, secret: str, *, endpoint: str, region: str,
                  root_certs_path: str, poll_seconds: float = AGENT_POLL_SECONDS,
                  mqtt_url: str | None = None,
-                 mqtt_topic_prefix: str = "edgefleet") -> dict[str, Any]:
+                 mqtt_topic_prefix: str = DEFAULT_TOPIC_PREFIX) -> dict[str, Any]:
     """The agent config file of a device: the flat JSON the agent reads (AgentConfig keys).
 
     It polls for deployments every ``poll_seconds``, keeps its state in its own folder
@@ -128,7 +127,7 @@ def agent_config(device: Device, fleet: Fleet, secret: str, *, endpoint: str, re
 def register_device(session: Session, key: ServerKey, spec: schemas.DeviceRegister, *,
                     endpoint: str, region: str, poll_seconds: float = AGENT_POLL_SECONDS,
                     mqtt_url: str | None = None,
-                    mqtt_topic_prefix: str = "edgefleet") -> schemas.DeviceRegistered:
+                    mqtt_topic_prefix: str = DEFAULT_TOPIC_PREFIX) -> schemas.DeviceRegistered:
     """Register a device in a fleet and create its credentials.
 
     Args:

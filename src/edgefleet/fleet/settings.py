@@ -11,7 +11,11 @@ from pathlib import Path
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from edgefleet.wire.mqtt import check_topic_prefix, parse_broker_url
+from edgefleet.wire.mqtt import DEFAULT_TOPIC_PREFIX, check_topic_prefix, parse_broker_url
+
+#: Seconds between deployment polls written into new devices' agent configs (the agent's own
+#: default is a day, ``sagemaker_edge_model_deployment_poll_interval`` = 1440 minutes).
+AGENT_POLL_SECONDS = 30.0
 
 
 class ServerSettings(BaseSettings):
@@ -66,7 +70,7 @@ class ServerSettings(BaseSettings):
     seconds (0: read the database on every request). A deregistered device's credentials keep
     working at most this long."""
 
-    agent_deployment_poll_seconds: float = Field(default=30.0, gt=0)
+    agent_deployment_poll_seconds: float = Field(default=AGENT_POLL_SECONDS, gt=0)
     """``edgefleet_deployment_poll_seconds`` written into the agent configs of new devices:
     seconds between an agent's polls for deployments (the agent alone would wait a day)."""
 
@@ -79,7 +83,7 @@ class ServerSettings(BaseSettings):
     ``<mqtt_topic_prefix>/<fleet>/<device>/deployments``, so agents with ``edgefleet_mqtt_url``
     poll at once. Default: off (devices find deployments at their regular poll)."""
 
-    mqtt_topic_prefix: str = "edgefleet"
+    mqtt_topic_prefix: str = DEFAULT_TOPIC_PREFIX
     """First topic levels of the stage notifications (agents: ``edgefleet_mqtt_topic_prefix``)."""
 
     @field_validator("mqtt_url")

@@ -27,6 +27,8 @@ RECONNECT_MIN_SECONDS = 1
 RECONNECT_MAX_SECONDS = 120
 #: Longest accepted topic prefix, in characters.
 MAX_PREFIX_CHARS = 200
+#: Topic prefix of the control plane and of agents unless configured otherwise.
+DEFAULT_TOPIC_PREFIX = "edgefleet"
 
 
 @dataclass(frozen=True)
