@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -63,6 +64,19 @@ def test_piped_output_is_plain_lines(run: tuple[Path, str]) -> None:
     assert [line for line in output.splitlines() if line.endswith(" ")] == []
     assert any(line.startswith("  4 turbines,") and line.endswith("in 2015 (replay)")
                for line in output.splitlines())
+
+
+def test_the_control_plane_walkthrough_packages_a_model_the_demo_wrote(
+        run: tuple[Path, str]) -> None:
+    # docs/control-plane.md names the model by its path under the demo's default output folder.
+    work_dir, _ = run
+    doc = (REPO / "docs" / "control-plane.md").read_text()
+    commands = "\n".join(re.findall(r"```sh\n(.*?)```", doc, re.S))
+    named = re.findall(r"--model-file (\S+)", commands)
+    assert named, "the walkthrough packages no model"
+    for path in named:
+        assert path.startswith("windfarm-demo-output/"), path
+        assert (work_dir / path.removeprefix("windfarm-demo-output/")).is_file(), path
 
 
 def test_the_longest_stoppage_is_in_the_raw_data(run: tuple[Path, str]) -> None:
