@@ -12,6 +12,7 @@ Layout section says the same in prose):
 3. ``agent.device``: the device side of the control plane;
 4. ``agent.daemon``: the composition root of the agent;
 1-4 for the control plane too: ``fleet`` never imports ``edgefleet.agent``;
+1 for the JSON-RPC bridge (``bridge``): a client of the agent's socket, beside agent and fleet;
 5. command lines: ``agent.cli``, ``package.cli``, ``fleet.cli``, ``edgefleet.cli``.
 """
 
@@ -36,6 +37,8 @@ FLOORS = {
     "edgefleet.fleet": 1,
     "edgefleet.fleet.cli": 5,
     "edgefleet.fleet.__main__": 5,
+    "edgefleet.bridge": 1,
+    "edgefleet.bridge.cli": 5,
     "edgefleet.package.cli": 5,
     "edgefleet.cli": 5,
 }
@@ -44,6 +47,8 @@ FLOORS = {
 INDEPENDENT = [
     ("edgefleet.agent.serving", "edgefleet.agent.capture"),
     ("edgefleet.fleet", "edgefleet.agent"),
+    ("edgefleet.bridge", "edgefleet.agent"),
+    ("edgefleet.bridge", "edgefleet.fleet"),
 ]
 
 
