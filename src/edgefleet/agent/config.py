@@ -30,6 +30,7 @@ from pydantic import (
     model_validator,
 )
 
+from edgefleet import jsondoc
 from edgefleet.errors import ConfigError
 from edgefleet.wire.mqtt import DEFAULT_TOPIC_PREFIX, check_topic_prefix, parse_broker_url
 
@@ -385,11 +386,9 @@ def load_config(path: Path | str) -> AgentConfig:
     except OSError as error:
         raise ConfigError(f"cannot read config file {path}: {error.strerror}") from None
     try:
-        data = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise ConfigError(
-            f"config file {path} is not valid JSON: {error.msg} at line {error.lineno}, "
-            f"column {error.colno}") from None
+        data = jsondoc.loads(text)
+    except ValueError as error:
+        raise ConfigError(f"config file {path} is not valid JSON: {error}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold a JSON object of keys, "
                           f"got {type(data).__name__}")

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from edgefleet import jsondoc
 from edgefleet.errors import EdgefleetError, InvalidArgument, PackageError, UnsupportedModel
 from edgefleet.names import check_alias
 from edgefleet.tensors import TensorSpec
@@ -167,8 +168,8 @@ class Manifest:
             UnsupportedModel: ``format_version`` is newer than this edgefleet understands.
         """
         try:
-            document = json.loads(data)
-        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            document = jsondoc.loads(data)
+        except ValueError as error:
             raise PackageError(
                 f"{MANIFEST_NAME} is not valid JSON ({error}); rebuild the package with "
                 f"`edgefleet package build`") from None

@@ -34,6 +34,7 @@ from cryptography.x509.verification import (
     VerificationError,
 )
 
+from edgefleet import jsondoc
 from edgefleet.errors import InvalidArgument, NotFound, TamperedPackage, UntrustedSigner
 from edgefleet.package.manifest import SIGNATURE_NAME
 
@@ -83,7 +84,7 @@ class Signature:
                 algorithm, bad base64, or no parsable PEM certificate.
         """
         try:
-            document = json.loads(data)
+            document = jsondoc.loads(data)
             algorithm = document["algorithm"]
             value = base64.b64decode(document["signature"], validate=True)
             chain = tuple(x509.load_pem_x509_certificates(

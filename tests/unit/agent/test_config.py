@@ -159,6 +159,10 @@ def test_load_config_file_errors(tmp_path: Path) -> None:
     broken.write_text("{not json")
     with pytest.raises(ConfigError, match="not valid JSON"):
         load_config(broken)
+    deep = tmp_path / "deep.json"  # deeper than Python's json module can parse
+    deep.write_text('{"a": ' * 100_000 + "1" + "}" * 100_000)
+    with pytest.raises(ConfigError, match="not valid JSON: arrays or objects nested too deeply"):
+        load_config(deep)
     listing = tmp_path / "list.json"
     listing.write_text(json.dumps([1, 2]))
     with pytest.raises(ConfigError, match="JSON object"):

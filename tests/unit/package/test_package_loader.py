@@ -155,9 +155,17 @@ def tamper_signature_garbage(directory: Path) -> str:
     return f"{SIGNATURE_NAME} is damaged"
 
 
+def tamper_signature_nested(directory: Path) -> str:
+    # Deep enough for Python's json module to run out of stack (RecursionError), small
+    # enough for the 1 MiB file limit: a signature is read before any trust check.
+    (directory / SIGNATURE_NAME).write_bytes(b"[" * 100_000 + b"]" * 100_000)
+    return f"{SIGNATURE_NAME} is damaged"
+
+
 @pytest.mark.parametrize("tamper", [
     tamper_change, tamper_same_size, tamper_add, tamper_remove, tamper_replace_with_link,
     tamper_manifest, tamper_manifest_removed, tamper_signature_bytes, tamper_signature_garbage,
+    tamper_signature_nested,
 ])
 def test_tampered_package_is_refused(
         package_dir: Path, keys: KeyFiles, tmp_path: Path,
@@ -285,6 +293,20 @@ def test_signed_but_malformed_manifest_names_the_field(
     resign(package_dir, keys, document)
 
     with pytest.raises(PackageError, match=r"inputs\[0\]: unknown dtype 'COMPLEX64'"):
+        open_package(package_dir, extract_root=tmp_path, root_certs_path=keys.root_certs_dir)
+
+
+@pytest.mark.parametrize(("manifest", "error"), [
+    (b'{"a": ' * 100_000 + b"1" + b"}" * 100_000, "nested too deeply"),
+    (b'{"format_version": ' + b"7" * 5000 + b"}", "integer of more than"),
+])
+def test_pathological_manifest_json_is_a_package_error(
+        package_dir: Path, keys: KeyFiles, tmp_path: Path, manifest: bytes, error: str) -> None:
+    (package_dir / MANIFEST_NAME).write_bytes(manifest)
+    key, chain = load_signing_identity(keys.signing_key, keys.signing_cert)
+    (package_dir / SIGNATURE_NAME).write_bytes(sign_manifest(manifest, key, chain).to_json())
+
+    with pytest.raises(PackageError, match=f"{MANIFEST_NAME} is not valid JSON.*{error}"):
         open_package(package_dir, extract_root=tmp_path, root_certs_path=keys.root_certs_dir)
 
 

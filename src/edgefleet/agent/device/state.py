@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypedDict
 
+from edgefleet import jsondoc
 from edgefleet.errors import InvalidArgument
 from edgefleet.wire.edge import Deployment
 
@@ -61,7 +62,7 @@ class StateStore:
         empty: dict[str, Any] = {"format": STATE_FORMAT, "starts": 0, "deployed": {},
                                  "active": None, "finished": [], "results": []}
         try:
-            data = json.loads(self.path.read_text(encoding="utf-8"))
+            data = jsondoc.loads(self.path.read_bytes())
         except FileNotFoundError:
             return empty
         except (OSError, ValueError) as error:

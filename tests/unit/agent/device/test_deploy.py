@@ -370,11 +370,13 @@ def test_client_unload_while_a_deployment_runs_is_remembered(
         worker.join(10)
 
 
+@pytest.mark.parametrize("content", [b"{not json", b"[" * 100_000 + b"]" * 100_000,
+                                     b"\xff\xfe"])
 def test_unreadable_state_file_is_set_aside(tmp_path: Path, packages: Packages,
-                                            transport: MemoryTransport) -> None:
+                                            transport: MemoryTransport, content: bytes) -> None:
     state = tmp_path / "data" / "deployments" / "state.json"
     state.parent.mkdir(parents=True)
-    state.write_text("{not json")
+    state.write_bytes(content)
     agent = Device(tmp_path / "data", packages, transport)
     try:
         assert agent.service.list_models() == []
