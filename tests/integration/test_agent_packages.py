@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import shutil
 import tarfile
 from pathlib import Path
@@ -18,7 +19,7 @@ from edgefleet.proto import agent_pb2 as pb
 
 def refused(agent: AgentProcess, url: Path, name: str) -> str:
     with pytest.raises(grpc.RpcError) as caught:
-        agent.stub.LoadModel(pb.LoadModelRequest(url=str(url), name=name))
+        agent.stub.LoadModel(pb.LoadModelRequest(url=str(url), name=name), timeout=30)
     assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION, caught.value.details()
     return caught.value.details()
 
@@ -109,3 +110,16 @@ def test_unsigned_package_only_when_allowed(packages: Packages, tmp_path: Path) 
         assert model.input_tensor_metadatas[0].name == b"x"
     finally:
         assert agent.stop() == 0
+
+
+def test_a_fifo_is_refused_and_frees_its_alias(agent: AgentProcess, packages: Packages,
+                                               tmp_path: Path) -> None:
+    fifo = tmp_path / "x.tar.gz"
+    os.mkfifo(fifo)
+    for _ in range(3):  # more calls than the agent has workers: none may be held
+        details = refused(agent, fifo, "fifo")
+        assert "not a regular file" in details
+
+    # The alias was never kept, and the workers are free for the next load.
+    agent.stub.LoadModel(pb.LoadModelRequest(url=str(packages.affine), name="fifo"), timeout=30)
+    agent.stub.UnLoadModel(pb.UnLoadModelRequest(name="fifo"), timeout=30)

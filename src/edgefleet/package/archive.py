@@ -22,6 +22,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from edgefleet.errors import PackageError, UnsafeArchive
+from edgefleet.package.files import open_regular
 
 #: Default cap on the total uncompressed size of a package, in bytes (the agent's default for
 #: ``edgefleet_max_package_bytes``).
@@ -137,11 +138,13 @@ def extract_archive(archive: Path, directory: Path, *,
         UnsafeArchive: a member is not a plain file name of a regular file (absolute path,
             ``..``, folder, symbolic or hard link, device, FIFO, duplicate), there are too many
             members, or the content exceeds ``max_bytes``; the message names the member.
-        PackageError: the file is not gzip, is truncated or corrupt, or is not a tar archive.
+        PackageError: the file is not a regular file (a FIFO, device, ...), is not gzip, is
+            truncated or corrupt, or is not a tar archive.
     """
     limit = max_bytes + max_members * _OVERHEAD_PER_MEMBER + tarfile.RECORDSIZE
     try:
-        with archive.open("rb") as raw, gzip.GzipFile(fileobj=raw, mode="rb") as unzipped:
+        with (open_regular(archive, label=archive.name) as raw,
+              gzip.GzipFile(fileobj=raw, mode="rb") as unzipped):
             reader = _CountingReader(unzipped, limit, archive)
             with tarfile.open(fileobj=reader, mode="r|") as tar:
                 tar.extractall(directory, filter="data", members=_checked_members(

@@ -31,6 +31,7 @@ from edgefleet.errors import (
     echo,
 )
 from edgefleet.package.archive import DEFAULT_MAX_ARCHIVE_BYTES, extract_archive
+from edgefleet.package.files import open_regular
 from edgefleet.package.manifest import (
     MANIFEST_NAME,
     MAX_MANIFEST_BYTES,
@@ -135,6 +136,10 @@ def open_package(url: Path, *, extract_root: Path, root_certs_path: Path | None,
     if url.is_dir():
         return _open_directory(url.resolve(), label=label, root_certs_path=root_certs_path,
                                allow_unsigned=allow_unsigned, extracted=False)
+    if not url.is_file():  # a FIFO would block the reader for ever; extraction checks again
+        raise PackageError(
+            f"{label} is not a regular file (a FIFO, device or socket); pass a package folder "
+            f"or a .tar.gz built with `edgefleet package build`")
     if not url.name.endswith(ARCHIVE_SUFFIXES):
         raise PackageError(
             f"{label} is a file but not a package archive; pass a package folder or a .tar.gz "
@@ -212,7 +217,7 @@ def _open_bare(directory: Path, *, label: str, allow_unsigned: bool,
 
 
 def _read_small(path: Path) -> bytes:
-    with path.open("rb") as file:
+    with open_regular(path) as file:
         data = file.read(MAX_MANIFEST_BYTES + 1)
     if len(data) > MAX_MANIFEST_BYTES:
         raise PackageError(

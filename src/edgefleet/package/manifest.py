@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 from edgefleet import jsondoc
 from edgefleet.errors import EdgefleetError, InvalidArgument, PackageError, UnsupportedModel
 from edgefleet.names import check_alias
+from edgefleet.package.files import open_regular
 from edgefleet.tensors import TensorSpec
 
 #: Name of the manifest file, as SageMaker Edge Manager named it.
@@ -90,9 +91,10 @@ def file_sha256(path: Path) -> str:
     """Return the SHA-256 digest of the file at ``path`` as 64 lowercase hex characters.
 
     Raises:
+        PackageError: ``path`` is not a regular file (a FIFO, device, socket or folder).
         OSError: the file cannot be read.
     """
-    with path.open("rb") as file:
+    with open_regular(path) as file:
         return hashlib.file_digest(file, "sha256").hexdigest()
 
 

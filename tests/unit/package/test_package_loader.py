@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import functools
 import json
+import os
 import shutil
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -30,6 +33,7 @@ from edgefleet.package import (
     open_package,
 )
 from edgefleet.package.archive import write_archive
+from edgefleet.package.files import open_regular
 from edgefleet.package.signing import load_signing_identity, sign_manifest
 
 Issue = Callable[[dt.datetime, dt.datetime], tuple[Path, Path]]
@@ -332,3 +336,57 @@ def test_tampered_archive_is_named_and_leaves_nothing_behind(
 
     assert caught.value.message.startswith(f"{tampered}: file 'extra.py' was added after signing")
     assert list(root.iterdir()) == []
+
+
+def _opened_within(seconds: float, call: Callable[[], object]) -> BaseException | None:
+    """Run ``call`` on a daemon thread; the error it raised, failing if it is still running."""
+    outcome: list[BaseException | None] = []
+
+    def run() -> None:
+        try:
+            call()
+            outcome.append(None)
+        except BaseException as error:  # handed to the test
+            outcome.append(error)
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    worker.join(seconds)
+    assert outcome, f"still blocked after {seconds} s (a FIFO was opened for reading)"
+    return outcome[0]
+
+
+def test_a_fifo_as_the_package_is_refused_at_once(tmp_path: Path, keys: KeyFiles) -> None:
+    fifo = tmp_path / "x.tar.gz"
+    os.mkfifo(fifo)
+
+    error = _opened_within(5, lambda: open_package(
+        fifo, extract_root=tmp_path / "extract", root_certs_path=keys.root_certs_dir))
+
+    assert isinstance(error, PackageError) and "not a regular file" in str(error)
+    assert list((tmp_path / "extract").glob("*")) == []  # no half-made folder left
+
+
+@pytest.mark.parametrize("name", [MANIFEST_NAME, SIGNATURE_NAME, MODEL_FILE])
+def test_a_fifo_inside_a_package_folder_is_refused_at_once(
+        package_dir: Path, keys: KeyFiles, tmp_path: Path, name: str) -> None:
+    (package_dir / name).unlink()
+    os.mkfifo(package_dir / name)
+
+    for allow in (False, True):
+        error = _opened_within(5, functools.partial(
+            open_package, package_dir, extract_root=tmp_path,
+            root_certs_path=keys.root_certs_dir, allow_unsigned=allow))
+        assert isinstance(error, PackageError), error
+        assert "FIFO" in str(error) or "not a regular file" in str(error)
+
+
+def test_open_regular_refuses_a_fifo_without_blocking(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "pipe")
+
+    error = _opened_within(5, lambda: open_regular(tmp_path / "pipe"))
+
+    assert isinstance(error, PackageError) and "is a FIFO" in str(error)
+    (tmp_path / "file").write_bytes(b"content")
+    with open_regular(tmp_path / "file") as file:
+        assert file.read() == b"content"
