@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import os
 import stat
+from io import BufferedReader
 from pathlib import Path
-from typing import BinaryIO
 
 from edgefleet.errors import PackageError
 
@@ -21,7 +21,7 @@ _KINDS = {stat.S_IFIFO: "a FIFO", stat.S_IFCHR: "a character device",
           stat.S_IFBLK: "a block device", stat.S_IFSOCK: "a socket", stat.S_IFDIR: "a folder"}
 
 
-def open_regular(path: Path, *, label: str | None = None) -> BinaryIO:
+def open_regular(path: Path, *, label: str | None = None) -> BufferedReader:
     """Open ``path`` for reading in binary mode if, and only if, it is a regular file.
 
     Symbolic links are followed (what matters is the file read). The returned file is blocking
