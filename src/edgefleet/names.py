@@ -29,3 +29,35 @@ def check_alias(alias: str) -> str:
             f"hyphens between them (pattern {ALIAS_PATTERN.pattern}, at most "
             f"{MAX_ALIAS_LENGTH} characters; no dots, no underscores)")
     return alias
+
+
+#: Longest tensor or auxiliary-data name accepted on the wire, in bytes of UTF-8. The original
+#: API set no limit; ONNX names such as ``StatefulPartitionedCall/model/dense/BiasAdd:0`` stay
+#: far below it, and a bound keeps every message that names one under gRPC's 16 KiB metadata.
+MAX_NAME_BYTES = 1024
+
+
+def wire_name(raw: bytes | str, what: str) -> str:
+    """A tensor or auxiliary-data name from a request, decoded and bounded.
+
+    Args:
+        raw: the name as the message carries it (``bytes`` for ``TensorMetadata.name``,
+            ``str`` for ``AuxiliaryData.name``).
+        what: what the name is, for messages (e.g. ``"tensor name"``).
+
+    Raises:
+        InvalidArgument: longer than :data:`MAX_NAME_BYTES` bytes, or not UTF-8; the message
+            shows at most the first ``MAX_ECHO_CHARS`` characters of it.
+    """
+    size = len(raw if isinstance(raw, bytes) else raw.encode())
+    if size > MAX_NAME_BYTES:
+        shown = raw.decode(errors="replace") if isinstance(raw, bytes) else raw
+        raise InvalidArgument(
+            f"{what} {echo(shown)!r} is {size} bytes long; names may have at most "
+            f"{MAX_NAME_BYTES} bytes of UTF-8")
+    if isinstance(raw, str):
+        return raw
+    try:
+        return raw.decode()
+    except UnicodeDecodeError:
+        raise InvalidArgument(f"{what} {echo(repr(raw))} is not UTF-8") from None

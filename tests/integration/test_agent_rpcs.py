@@ -244,3 +244,30 @@ def test_a_huge_model_name_is_invalid_argument_not_a_dropped_reply(agent: AgentP
         getattr(agent.stub, rpc)(request)
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT, caught.value.details()
     assert "(20000 characters)" in (caught.value.details() or "")
+
+
+@pytest.mark.parametrize("name", [b"t" * 20_000, b"\xff" * 20_000], ids=["long", "not-utf8"])
+def test_a_huge_tensor_name_is_invalid_argument_not_a_dropped_reply(
+        agent: AgentProcess, packages: Packages, name: bytes) -> None:
+    alias = f"mixed-n{name[0]}"
+    load(agent, packages.mixed, alias)
+    a = np.zeros((2, 3), np.float32)
+    huge = pb.Tensor(tensor_metadata=pb.TensorMetadata(name=name, data_type=pb.INT32,
+                                                       shape=[2, 3]),
+                     byte_data=np.zeros((2, 3), np.int32).tobytes())
+    details = expect_error(agent.stub.Predict, pb.PredictRequest(
+        name=alias, tensors=[tensor("a", a, pb.FLOAT32), huge]),
+        grpc.StatusCode.INVALID_ARGUMENT)
+    assert "20000 bytes" in details and len(details) < 1000
+
+
+def test_a_huge_auxiliary_name_is_invalid_argument(agent: AgentProcess,
+                                                   packages: Packages) -> None:
+    load(agent, packages.mixed, "mixed-x")
+    request = pb.CaptureDataRequest(
+        model_name="mixed-x", capture_id="huge-aux",
+        input_tensors=[tensor("a", np.zeros((2, 3), np.float32), pb.FLOAT32)],
+        inputs=[pb.AuxiliaryData(name="x" * 20_000, encoding=pb.JSON,
+                                 byte_data=b"{}")])
+    details = expect_error(agent.stub.CaptureData, request, grpc.StatusCode.INVALID_ARGUMENT)
+    assert "20000 characters" in details and len(details) < 1000

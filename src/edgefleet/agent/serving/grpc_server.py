@@ -25,6 +25,7 @@ from edgefleet.agent.types import (
     TensorInput,
 )
 from edgefleet.errors import EdgefleetError, InvalidArgument
+from edgefleet.names import wire_name
 from edgefleet.proto import agent_pb2 as pb
 from edgefleet.proto import agent_pb2_grpc as pb_grpc
 from edgefleet.tensors import TensorSpec
@@ -48,17 +49,15 @@ def tensor_input(tensor: pb.Tensor) -> TensorInput:
     """Convert a wire ``Tensor`` (metadata optional, bytes inline or in shared memory).
 
     Raises:
-        InvalidArgument: the name is not UTF-8, or the tensor carries no data.
+        InvalidArgument: the name is not UTF-8 or longer than ``MAX_NAME_BYTES``, or the
+            tensor carries no data.
     """
     name: str | None = None
     data_type: int | None = None
     shape: tuple[int, ...] | None = None
     if tensor.HasField("tensor_metadata"):
         metadata = tensor.tensor_metadata
-        try:
-            name = metadata.name.decode() or None
-        except UnicodeDecodeError:
-            raise InvalidArgument(f"tensor name {metadata.name!r} is not UTF-8") from None
+        name = wire_name(metadata.name, "tensor name") or None
         data_type = metadata.data_type
         shape = tuple(metadata.shape)
     kind = tensor.WhichOneof("data")
@@ -75,18 +74,19 @@ def auxiliary_input(aux: pb.AuxiliaryData) -> AuxiliaryInput:
     """Convert a wire ``AuxiliaryData``.
 
     Raises:
-        InvalidArgument: unknown encoding.
+        InvalidArgument: unknown encoding, or a name longer than ``MAX_NAME_BYTES``.
     """
+    name = wire_name(aux.name, "auxiliary data name")
     try:
         encoding = AuxiliaryEncoding(aux.encoding)
     except ValueError:
         raise InvalidArgument(
-            f"auxiliary data {aux.name!r}: unknown encoding {aux.encoding}; expected CSV, JSON, "
+            f"auxiliary data {name!r}: unknown encoding {aux.encoding}; expected CSV, JSON, "
             f"NONE or BASE64") from None
     if aux.WhichOneof("data") == "shared_memory_handle":
-        return AuxiliaryInput(aux.name, encoding,
+        return AuxiliaryInput(name, encoding,
                               shared_memory=_shared_memory(aux.shared_memory_handle))
-    return AuxiliaryInput(aux.name, encoding, data=aux.byte_data)
+    return AuxiliaryInput(name, encoding, data=aux.byte_data)
 
 
 def _metadata(spec: TensorSpec) -> pb.TensorMetadata:
