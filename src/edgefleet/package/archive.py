@@ -1,12 +1,15 @@
 """Writing and safely extracting the flat ``.tar.gz`` archive of a package.
 
-Extraction runs before any signature can be checked (the signature is inside the archive), so it
-treats the archive as hostile. The standard ``tarfile`` extraction filter ``"data"`` (PEP 706)
-does the path and file-type sanitising; on top of it a package archive must be **flat**: only
-regular files, no folders, no links, no devices or FIFOs, no absolute paths, no ``..``, no name
-twice, at most ``max_members`` members. Sizes are capped twice: the sizes the member headers
-declare must add up to at most ``max_bytes``, and the decompressed stream itself is counted
-while it is read, so a header that lies (or a huge extended header) cannot get past the cap.
+The archive is hostile until its signature is checked, and the signature is inside it. So the
+loader reads the manifest and the signature first, into memory (:func:`read_members`), checks
+them, and only then extracts, and only the files the signed manifest lists at the sizes it
+gives (:func:`extract_archive` with ``listed``). Every pass holds the archive to the same
+rules: the standard ``tarfile`` extraction filter ``"data"`` (PEP 706) does the path and
+file-type sanitising; on top of it a package archive must be **flat**: only regular files, no
+folders, no links, no devices or FIFOs, no absolute paths, no ``..``, no name twice, at most
+``max_members`` members. Sizes are capped twice: the sizes the member headers declare must add
+up to at most ``max_bytes``, and the decompressed stream itself is counted while it is read, so
+a header that lies (or a huge extended header) cannot get past the cap.
 """
 
 from __future__ import annotations
@@ -18,10 +21,10 @@ import tarfile
 import tempfile
 import time
 import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from pathlib import Path
 
-from edgefleet.errors import PackageError, UnsafeArchive
+from edgefleet.errors import PackageError, TamperedPackage, UnsafeArchive
 from edgefleet.package.files import open_regular
 
 #: Default cap on the total uncompressed size of a package, in bytes (the agent's default for
@@ -120,7 +123,9 @@ def _checked_members(tar: tarfile.TarFile, reader: _CountingReader, archive: Pat
 
 def extract_archive(archive: Path, directory: Path, *,
                     max_bytes: int = DEFAULT_MAX_ARCHIVE_BYTES,
-                    max_members: int = DEFAULT_MAX_MEMBERS) -> None:
+                    max_members: int = DEFAULT_MAX_MEMBERS,
+                    listed: Mapping[str, int] | None = None,
+                    label: str | None = None) -> None:
     """Extract the flat package archive ``archive`` (gzip-compressed tar) into ``directory``.
 
     ``directory`` must exist and should be empty and private to the caller; on an error it may
@@ -133,11 +138,17 @@ def extract_archive(archive: Path, directory: Path, *,
         directory: where the members go, under their own names.
         max_bytes: cap on the total size of the members' content, in bytes.
         max_members: cap on the number of members.
+        listed: when given, the only members to extract, by name, with the size in bytes each
+            must have (from a manifest whose signature was checked before extraction: see
+            :func:`read_members`); a member not listed, or of another size, is refused before
+            any of its bytes are written.
+        label: how messages name the package (default: the archive's file name).
 
     Raises:
         UnsafeArchive: a member is not a plain file name of a regular file (absolute path,
             ``..``, folder, symbolic or hard link, device, FIFO, duplicate), there are too many
             members, or the content exceeds ``max_bytes``; the message names the member.
+        TamperedPackage: with ``listed``, a member is not listed or has another size.
         PackageError: the file is not a regular file (a FIFO, device, ...), is not gzip, is
             truncated or corrupt, or is not a tar archive.
     """
@@ -147,8 +158,11 @@ def extract_archive(archive: Path, directory: Path, *,
               gzip.GzipFile(fileobj=raw, mode="rb") as unzipped):
             reader = _CountingReader(unzipped, limit, archive)
             with tarfile.open(fileobj=reader, mode="r|") as tar:
-                tar.extractall(directory, filter="data", members=_checked_members(
-                    tar, reader, archive, max_bytes=max_bytes, max_members=max_members))
+                members = _checked_members(tar, reader, archive, max_bytes=max_bytes,
+                                           max_members=max_members)
+                if listed is not None:
+                    members = _only_listed(members, listed, label or archive.name)
+                tar.extractall(directory, filter="data", members=members)
             # Read the rest: the gzip trailer's CRC and length check everything before it.
             while reader.read(1 << 16):
                 pass
@@ -158,6 +172,76 @@ def extract_archive(archive: Path, directory: Path, *,
         raise PackageError(
             f"{archive.name} is not a readable .tar.gz package (it is truncated or corrupt: "
             f"{error}); download or copy it again") from None
+
+
+def _only_listed(members: Iterator[tarfile.TarInfo], listed: Mapping[str, int],
+                 label: str) -> Iterator[tarfile.TarInfo]:
+    for member in members:
+        if member.name not in listed:
+            raise TamperedPackage(
+                f"{label}: file {member.name!r} was added after signing (it is not listed in "
+                f"the signed manifest); get a fresh copy of the package")
+        if member.size != listed[member.name]:
+            raise TamperedPackage(
+                f"{label}: file {member.name!r} was changed after signing (it is "
+                f"{member.size} bytes, the signed manifest says {listed[member.name]}); get a "
+                f"fresh copy of the package")
+        yield member
+
+
+def read_members(archive: Path, names: Collection[str], *, max_member_bytes: int,
+                 max_bytes: int = DEFAULT_MAX_ARCHIVE_BYTES,
+                 max_members: int = DEFAULT_MAX_MEMBERS) -> dict[str, bytes]:
+    """Read the members ``names`` of a package archive into memory, writing nothing to disk.
+
+    This is how a package's manifest and signature are checked before anything else of the
+    archive is extracted. The stream is read only until every name was found (archives that
+    ``edgefleet package build`` writes put the manifest and the signature first). Every member
+    passed on the way is held to the rules of :func:`extract_archive`.
+
+    Args:
+        archive: path of the ``.tar.gz`` file.
+        names: member names to read; a name the archive lacks is absent from the result.
+        max_member_bytes: largest size of one wanted member, in bytes.
+        max_bytes: cap on the total size of the members' content, in bytes.
+        max_members: cap on the number of members.
+
+    Returns:
+        Member name -> its content, for the wanted members found.
+
+    Raises:
+        PackageError: a wanted member is larger than ``max_member_bytes``, or the file is not a
+            readable ``.tar.gz``.
+        UnsafeArchive: a member breaks the rules of :func:`extract_archive`.
+    """
+    wanted = set(names)
+    found: dict[str, bytes] = {}
+    limit = max_bytes + max_members * _OVERHEAD_PER_MEMBER + tarfile.RECORDSIZE
+    try:
+        with (open_regular(archive, label=archive.name) as raw,
+              gzip.GzipFile(fileobj=raw, mode="rb") as unzipped):
+            reader = _CountingReader(unzipped, limit, archive)
+            with tarfile.open(fileobj=reader, mode="r|") as tar:
+                for member in _checked_members(tar, reader, archive, max_bytes=max_bytes,
+                                               max_members=max_members):
+                    if member.name not in wanted:
+                        continue
+                    if member.size > max_member_bytes:
+                        raise PackageError(
+                            f"{archive.name}: member {member.name!r} is {member.size} bytes, "
+                            f"more than the {max_member_bytes} a package's {member.name} may "
+                            f"have")
+                    content = tar.extractfile(member)
+                    found[member.name] = content.read() if content else b""
+                    if found.keys() == wanted:
+                        break
+    except tarfile.FilterError as error:  # pragma: no cover - extractfile applies no filter
+        raise UnsafeArchive(f"archive member refused: {error}; {_REFUSE_HINT}") from None
+    except (tarfile.TarError, gzip.BadGzipFile, EOFError, zlib.error) as error:
+        raise PackageError(
+            f"{archive.name} is not a readable .tar.gz package (it is truncated or corrupt: "
+            f"{error}); download or copy it again") from None
+    return found
 
 
 def write_archive(path: Path, files: Mapping[str, Path | bytes]) -> None:

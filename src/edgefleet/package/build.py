@@ -76,6 +76,7 @@ def build_signed(model_path: Path, *, name: str, version: str, key: SigningKey,
     signature = sign_manifest(manifest_bytes, key, chain)
     out_dir.mkdir(parents=True, exist_ok=True)
     archive = out_dir / f"{name}-{version}.tar.gz"
-    write_archive(archive, {MODEL_FILE: model_path, MANIFEST_NAME: manifest_bytes,
-                            SIGNATURE_NAME: signature.to_json()})
+    # Manifest and signature first: the loader checks them before it extracts the rest.
+    write_archive(archive, {MANIFEST_NAME: manifest_bytes, SIGNATURE_NAME: signature.to_json(),
+                            MODEL_FILE: model_path})
     return archive

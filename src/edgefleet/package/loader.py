@@ -3,7 +3,9 @@
 This is what the agent's LoadModel does with its ``url`` before it hands the model file to a
 runtime. The checks, in order (docs/package-format.md, "Verification"):
 
-1. an archive is extracted safely into a fresh folder (:mod:`edgefleet.package.archive`);
+1. an archive's manifest and signature are read into memory and checked first (steps 2 and 3),
+   then only the files the manifest lists, at their listed sizes, are extracted safely into a
+   fresh folder (:mod:`edgefleet.package.archive`), where every check runs again;
 2. the signature must match the manifest's exact bytes (else ``TamperedPackage``);
 3. the signing certificate must chain to a root certificate (else ``UntrustedSigner``);
 4. the manifest must parse, name a framework this device runs (else ``UnsupportedModel``);
@@ -30,7 +32,7 @@ from edgefleet.errors import (
     UntrustedSigner,
     echo,
 )
-from edgefleet.package.archive import DEFAULT_MAX_ARCHIVE_BYTES, extract_archive
+from edgefleet.package.archive import DEFAULT_MAX_ARCHIVE_BYTES, extract_archive, read_members
 from edgefleet.package.files import open_regular
 from edgefleet.package.manifest import (
     MANIFEST_NAME,
@@ -149,9 +151,29 @@ def open_package(url: Path, *, extract_root: Path, root_certs_path: Path | None,
     stem = url.name.removesuffix(".tgz").removesuffix(".tar.gz")
     stem = stem.encode()[:MAX_STEM_BYTES].decode(errors="ignore")
     extract_root.mkdir(parents=True, exist_ok=True)
+    # Trust first: the manifest and the signature, read into memory and checked, say which
+    # files may be extracted and how big each is; nothing unchecked reaches the disk.
+    head = read_members(url, (MANIFEST_NAME, SIGNATURE_NAME), max_member_bytes=MAX_MANIFEST_BYTES,
+                        max_bytes=max_archive_bytes)
+    listed: dict[str, int] | None = None
+    if MANIFEST_NAME in head:
+        _check_trust(head[MANIFEST_NAME], head.get(SIGNATURE_NAME), label=label,
+                     root_certs_path=root_certs_path, allow_unsigned=allow_unsigned)
+        manifest = Manifest.from_json(head[MANIFEST_NAME])
+        listed = {f.name: f.size for f in manifest.files}
+        listed.update((name, len(data)) for name, data in head.items())
+    elif SIGNATURE_NAME in head:
+        raise TamperedPackage(
+            f"{label} has a {SIGNATURE_NAME} but no {MANIFEST_NAME}: the manifest was "
+            f"removed; get a fresh copy of the package")
+    elif not allow_unsigned:
+        raise UnsignedPackage(
+            f"{label} has no {MANIFEST_NAME} and no {SIGNATURE_NAME}; package and sign the "
+            f"model with `edgefleet package build`, or {_ALLOW_UNSIGNED_HINT}")
     partial = Path(tempfile.mkdtemp(prefix=f".{stem}-", suffix=".partial", dir=extract_root))
     try:
-        extract_archive(url, partial, max_bytes=max_archive_bytes)
+        extract_archive(url, partial, max_bytes=max_archive_bytes, listed=listed,
+                        label=label)
         opened = _open_directory(partial.resolve(), label=label,
                                  root_certs_path=root_certs_path, allow_unsigned=allow_unsigned,
                                  extracted=True)
@@ -176,21 +198,9 @@ def _open_directory(directory: Path, *, label: str, root_certs_path: Path | None
         return _open_bare(directory, label=label, allow_unsigned=allow_unsigned,
                           extracted=extracted)
     manifest_bytes = _read_small(manifest_path)
-    signed, signer = False, None
-    if signature_path.exists():
-        signature = Signature.from_json(_read_small(signature_path))
-        signature.check(manifest_bytes)
-        if root_certs_path is not None:
-            signed, signer = True, signature.check_chain(root_certs_path)
-        elif not allow_unsigned:
-            raise UntrustedSigner(
-                f"{label} is signed by {signature.signer!r}, but no root certificates are "
-                f"configured to check the signer against; set "
-                f"sagemaker_edge_core_root_certs_path to a folder of PEM root certificates")
-    elif not allow_unsigned:
-        raise UnsignedPackage(
-            f"{label} has no {SIGNATURE_NAME}; sign it (`edgefleet package build --key "
-            f"... --cert ...`), or {_ALLOW_UNSIGNED_HINT}")
+    signed, signer = _check_trust(
+        manifest_bytes, _read_small(signature_path) if signature_path.exists() else None,
+        label=label, root_certs_path=root_certs_path, allow_unsigned=allow_unsigned)
     manifest = Manifest.from_json(manifest_bytes)
     if manifest.framework.lower() not in RUNTIMES:
         raise UnsupportedModel(
@@ -199,6 +209,33 @@ def _open_directory(directory: Path, *, label: str, root_certs_path: Path | None
     _check_files(directory, manifest, label=label, signed=signature_path.exists())
     return OpenedPackage(directory=directory, model_path=directory / manifest.model_file,
                          manifest=manifest, signed=signed, signer=signer, extracted=extracted)
+
+
+def _check_trust(manifest: bytes, signature_file: bytes | None, *, label: str,
+                 root_certs_path: Path | None, allow_unsigned: bool) -> tuple[bool, str | None]:
+    """Check the signature over ``manifest`` and its signer: (signed, signer's subject).
+
+    Raises:
+        TamperedPackage: the signature file is damaged or does not match the manifest.
+        UntrustedSigner: the signer does not chain to a root, or no roots are configured.
+        UnsignedPackage: no signature and ``allow_unsigned`` is false.
+    """
+    if signature_file is None:
+        if not allow_unsigned:
+            raise UnsignedPackage(
+                f"{label} has no {SIGNATURE_NAME}; sign it (`edgefleet package build --key "
+                f"... --cert ...`), or {_ALLOW_UNSIGNED_HINT}")
+        return False, None
+    signature = Signature.from_json(signature_file)
+    signature.check(manifest)
+    if root_certs_path is not None:
+        return True, signature.check_chain(root_certs_path)
+    if not allow_unsigned:
+        raise UntrustedSigner(
+            f"{label} is signed by {signature.signer!r}, but no root certificates are "
+            f"configured to check the signer against; set "
+            f"sagemaker_edge_core_root_certs_path to a folder of PEM root certificates")
+    return False, None
 
 
 def _open_bare(directory: Path, *, label: str, allow_unsigned: bool,

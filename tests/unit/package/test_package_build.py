@@ -38,7 +38,8 @@ def test_archive_layout_and_manifest(archive: Path, model_path: Path) -> None:
         members = tar.getmembers()
         manifest = json.loads(tar.extractfile(MANIFEST_NAME).read())  # type: ignore[union-attr]
 
-    assert [m.name for m in members] == [MODEL_FILE, MANIFEST_NAME, SIGNATURE_NAME]
+    # Manifest and signature first: the loader checks them before it extracts the model.
+    assert [m.name for m in members] == [MANIFEST_NAME, SIGNATURE_NAME, MODEL_FILE]
     assert all(m.isreg() and m.mode == 0o644 for m in members)
     assert manifest == {
         "format_version": 1,

@@ -390,3 +390,60 @@ def test_open_regular_refuses_a_fifo_without_blocking(tmp_path: Path) -> None:
     (tmp_path / "file").write_bytes(b"content")
     with open_regular(tmp_path / "file") as file:
         assert file.read() == b"content"
+
+
+def _archive_of(path: Path, files: dict[str, Path | bytes]) -> Path:
+    write_archive(path, files)
+    return path
+
+
+@pytest.mark.parametrize("case", ["unsigned", "untrusted", "signature-replaced",
+                                  "signature-removed"])
+def test_nothing_is_extracted_before_the_signature_is_trusted(
+        tmp_path: Path, package_dir: Path, keys: KeyFiles, other_keys: KeyFiles,
+        monkeypatch: pytest.MonkeyPatch, case: str) -> None:
+    files: dict[str, Path | bytes] = {p.name: p for p in package_dir.iterdir()}
+    if case == "unsigned":  # a bomb's worth of zeros, with neither manifest nor signature
+        files = {MODEL_FILE: b"\0" * (1 << 20)}
+    elif case == "untrusted":
+        document = json.loads((package_dir / MANIFEST_NAME).read_bytes())
+        resign(package_dir, other_keys, document)
+        files = {p.name: p for p in package_dir.iterdir()}
+    elif case == "signature-replaced":
+        files[SIGNATURE_NAME] = b"{}"
+    else:
+        del files[MANIFEST_NAME]
+    archive = _archive_of(tmp_path / "package.tar.gz", files)
+
+    def extraction_must_not_run(*args: object, **kwargs: object) -> None:
+        raise AssertionError("extract_archive ran before the package was trusted")
+    monkeypatch.setattr("edgefleet.package.loader.extract_archive", extraction_must_not_run)
+
+    with pytest.raises(PackageError) as caught:
+        open_package(archive, extract_root=tmp_path / "extract",
+                     root_certs_path=keys.root_certs_dir)
+    assert type(caught.value) in (UnsignedPackage, UntrustedSigner, TamperedPackage)
+
+
+def test_a_member_of_another_size_than_signed_is_refused(
+        tmp_path: Path, package_dir: Path, keys: KeyFiles) -> None:
+    files: dict[str, Path | bytes] = {p.name: p for p in package_dir.iterdir()}
+    files[MODEL_FILE] = (package_dir / MODEL_FILE).read_bytes() + b"\0" * 4096
+    archive = _archive_of(tmp_path / "grown.tar.gz", files)
+
+    with pytest.raises(TamperedPackage, match=rf"file '{MODEL_FILE}' was changed after "
+                                              r"signing \(it is \d+ bytes, the signed"):
+        open_package(archive, extract_root=tmp_path / "extract",
+                     root_certs_path=keys.root_certs_dir)
+    assert list((tmp_path / "extract").iterdir()) == []
+
+
+def test_archives_from_before_the_reorder_still_load(
+        tmp_path: Path, package_dir: Path, keys: KeyFiles) -> None:
+    # Archives written before the manifest came first: model, manifest, signature.
+    order = [MODEL_FILE, MANIFEST_NAME, SIGNATURE_NAME]
+    archive = _archive_of(tmp_path / "old.tar.gz", {n: package_dir / n for n in order})
+
+    opened = open_package(archive, extract_root=tmp_path / "extract",
+                          root_certs_path=keys.root_certs_dir)
+    assert opened.signed and opened.model_path.is_file()
