@@ -217,6 +217,11 @@ class AgentConfig(BaseModel):
     edgefleet_capture_status_ttl_seconds: float = Field(default=3600.0, gt=0)
     """How long (seconds) a finished capture's status stays queryable."""
 
+    edgefleet_capture_status_max_ids: int = Field(default=100_000, ge=1)
+    """Finished capture statuses kept at most (each costs about 300-500 bytes: the default
+    bounds the table near 50 MB); beyond it the oldest are forgotten before their TTL and
+    GetCaptureDataStatus answers NOT_FOUND for them."""
+
     edgefleet_capture_sampling: dict[str, float] = Field(default_factory=dict)
     """Per model alias, the fraction (0-1) of Predict calls the agent captures by itself."""
 

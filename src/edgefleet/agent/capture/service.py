@@ -91,7 +91,8 @@ class CaptureService:
         self._layout = Layout(config.sagemaker_edge_core_folder_prefix,
                               config.sagemaker_edge_core_device_fleet_name,
                               config.sagemaker_edge_core_device_name)
-        self._statuses = StatusTable(config.edgefleet_capture_status_ttl_seconds)
+        self._statuses = StatusTable(config.edgefleet_capture_status_ttl_seconds,
+                                     config.edgefleet_capture_status_max_ids)
         self._spool: Spool | None = None
         self._buffer: CaptureBuffer | None = None
         self._source: BatchSource

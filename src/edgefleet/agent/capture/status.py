@@ -3,8 +3,10 @@
 A capture is IN_PROGRESS from the moment CaptureData accepts it until its batch is stored
 (SUCCESS) or it is given up (FAILURE: dropped by the spool's ``drop-oldest`` policy, or lost when
 the pipeline closed without a spool). Finished states stay queryable for
-``edgefleet_capture_status_ttl_seconds``; after that the id is unknown (NOT_FOUND) and may be used
-again. While an id is known, CaptureData refuses it (ALREADY_EXISTS).
+``edgefleet_capture_status_ttl_seconds``, and at most ``edgefleet_capture_status_max_ids`` of
+them (the oldest go first: at hundreds of captures a second an hour of ids would otherwise take
+gigabytes); after that the id is unknown (NOT_FOUND) and may be used again. While an id is
+known, CaptureData refuses it (ALREADY_EXISTS).
 """
 
 from __future__ import annotations
@@ -23,10 +25,13 @@ class StatusTable:
 
     Args:
         ttl: seconds a finished state stays queryable.
+        max_finished: finished states kept at most; beyond it the oldest are forgotten early.
+            In-progress ids are never forgotten (the capture buffer and spool bound them).
     """
 
-    def __init__(self, ttl: float) -> None:
+    def __init__(self, ttl: float, max_finished: int = 100_000) -> None:
         self._ttl = ttl
+        self._max_finished = max_finished
         self._states: dict[str, CaptureStatus] = {}
         self._expiry: dict[str, float] = {}
         # Finished ids in finishing order; expiry times only grow, so the head expires first.
@@ -65,6 +70,8 @@ class StatusTable:
                 self._states[capture_id] = status
                 self._expiry[capture_id] = when
                 self._finished.append((when, capture_id))
+            while len(self._expiry) > self._max_finished:
+                self._drop_oldest_finished()
 
     def get(self, capture_id: str) -> CaptureStatus:
         """The capture's state.
@@ -78,8 +85,15 @@ class StatusTable:
         if state is None:
             raise NotFound(
                 f"capture_id {capture_id!r} is unknown: never captured, or its status expired "
-                f"(statuses are kept {self._ttl:g} s after the capture is stored)")
+                f"(statuses are kept {self._ttl:g} s after the capture is stored, the last "
+                f"{self._max_finished} at most)")
         return state
+
+    def _drop_oldest_finished(self) -> None:
+        when, capture_id = self._finished.popleft()
+        if self._expiry.get(capture_id) == when:  # else finished again later: a newer entry
+            del self._expiry[capture_id]
+            del self._states[capture_id]
 
     def _expire(self, now: float) -> None:
         while self._finished and self._finished[0][0] <= now:

@@ -52,3 +52,20 @@ def test_explicit_expiry_from_a_previous_run() -> None:
     with pytest.raises(NotFound):
         table.get("old")
     assert table.get("recent") is CaptureStatus.SUCCESS
+
+
+def test_finished_ids_beyond_the_limit_are_forgotten_oldest_first() -> None:
+    table = StatusTable(ttl=3600, max_finished=3)
+    for number in range(5):
+        table.reserve(f"c{number}")
+    table.reserve("running")
+    table.finish(["c0", "c1"], CaptureStatus.SUCCESS)
+    table.finish(["c0"], CaptureStatus.FAILURE)  # finished again: its newer entry counts
+    table.finish(["c2", "c3", "c4"], CaptureStatus.SUCCESS)
+
+    for forgotten in ("c0", "c1"):
+        with pytest.raises(NotFound, match="the last 3 at most"):
+            table.get(forgotten)
+    assert [table.get(f"c{n}") for n in (2, 3, 4)] == [CaptureStatus.SUCCESS] * 3
+    assert table.get("running") is CaptureStatus.IN_PROGRESS  # never forgotten
+    assert len(table) == 4
