@@ -18,8 +18,10 @@ import numpy as np
 import pytest
 from support.agent_process import AgentProcess, start_agent
 from support.captures import capture_config, capture_request, tensor
+from support.credentials import CredentialsEndpoint
 from support.models import affine_reference
 from support.packages import Packages, base_config
+from support.polling import wait_for
 from support.s3server import S3Server
 
 from edgefleet.agent.capture.records import read_batch_file
@@ -195,3 +197,44 @@ def test_full_disk_under_the_spool_refuses_then_delivers_everything(
             assert "disk full" in agent.log()
         finally:
             assert agent.stop() == 0, agent.log()
+
+
+def test_the_agent_serves_while_the_credentials_endpoint_is_down(
+        packages: Packages, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Greengrass's token exchange service may start after the agent, or restart: boto3 fetches
+    # credentials when an S3 client is made, which used to end the agent's start.
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+                 "AWS_PROFILE", "AWS_SHARED_CREDENTIALS_FILE", "AWS_CONFIG_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    endpoint = CredentialsEndpoint(available=False)
+    for name, value in endpoint.environment().items():
+        monkeypatch.setenv(name, value)
+    s3 = S3Server(tmp_path / "seaweedfs")
+    s3.start()
+    try:
+        s3.client().create_bucket(Bucket="captures")
+        keys = s3.agent_keys("captures")
+        del keys["edgefleet_s3_access_key_id"], keys["edgefleet_s3_secret_access_key"]
+        config = capture_config(packages, tmp_path,
+                                sagemaker_edge_core_capture_data_push_period_seconds=0.2,
+                                **keys)
+        agent = start_agent(config, tmp_path / "agent")
+        try:
+            load_affine(agent, packages)
+            agent.stub.CaptureData(capture_request("while-down"), timeout=10)
+            wait_for(lambda: endpoint.calls, 10, "a credentials request")
+            assert s3.records("captures") == []
+
+            endpoint.available = True
+            wait_for(lambda: [r for r in s3.records("captures")
+                              if r.request.capture_id == "while-down"], 60,
+                     "the capture, once credentials are served", interval=0.3)
+            assert agent.process.poll() is None
+        finally:
+            assert agent.stop() == 0, agent.log()[-4000:]
+    finally:
+        s3.stop()
+        endpoint.stop()

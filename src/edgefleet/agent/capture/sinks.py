@@ -129,17 +129,44 @@ class S3Sink:
 
     Args:
         client: a boto3 S3 client (thread-safe; its connection pool should hold ``concurrency``
-            connections).
+            connections), or None to make one with ``connect`` at the first write.
         bucket: bucket name; the bucket must exist.
         concurrency: PUTs in flight at most (``edgefleet_s3_upload_concurrency``); 1 writes one
             object at a time.
+        connect: makes the client when ``client`` is None. boto3 fetches credentials when a
+            client is made; from a credentials endpoint (Greengrass's token exchange service,
+            ECS) that can fail while the endpoint is down, so the sink makes its client when it
+            first writes: a failure is then a failed write, retried with the capture service's
+            backoff, and the agent starts and serves meanwhile.
+        endpoint: the endpoint URL, for :meth:`describe` before the client exists.
     """
 
-    def __init__(self, client: S3Client, bucket: str, concurrency: int = 8) -> None:
-        self.client = client
+    def __init__(self, client: S3Client | None, bucket: str, concurrency: int = 8, *,
+                 connect: Callable[[], S3Client] | None = None,
+                 endpoint: str | None = None) -> None:
+        if client is None and connect is None:
+            raise ValueError("S3Sink needs a client or a way to connect one")
+        self._client = client
+        self._connect = connect
+        self._client_lock = threading.Lock()
         self.bucket = bucket
+        self._endpoint = endpoint
         self._concurrency = concurrency
         self._pool: ThreadPoolExecutor | None = None
+
+    @property
+    def client(self) -> S3Client:
+        """The boto3 client, made on first use when the sink was given ``connect``.
+
+        Raises:
+            botocore.exceptions.BotoCoreError: credentials cannot be fetched (the credentials
+                endpoint is down or refuses); the next use tries again.
+        """
+        with self._client_lock:
+            if self._client is None:
+                assert self._connect is not None
+                self._client = self._connect()
+            return self._client
 
     @classmethod
     def from_config(cls, config: AgentConfig) -> S3Sink:
@@ -164,19 +191,21 @@ class S3Sink:
         secret = config.edgefleet_s3_secret_access_key
         ca_file = config.sagemaker_edge_provider_aws_ca_cert_file
         concurrency = config.edgefleet_s3_upload_concurrency
-        client = boto3.session.Session().client(
-            "s3",
-            endpoint_url=config.edgefleet_s3_endpoint_url,
-            region_name=config.sagemaker_edge_core_region,
-            aws_access_key_id=config.edgefleet_s3_access_key_id,
-            aws_secret_access_key=secret.get_secret_value() if secret is not None else None,
-            verify=str(ca_file) if ca_file is not None else None,
-            config=Config(connect_timeout=3, read_timeout=30,
-                          retries={"max_attempts": 2, "mode": "standard"},
-                          s3={"addressing_style": "path"},
-                          max_pool_connections=max(10, concurrency)),
-        )
-        return cls(client, bucket, concurrency)
+        def connect() -> S3Client:
+            return boto3.session.Session().client(
+                "s3",
+                endpoint_url=config.edgefleet_s3_endpoint_url,
+                region_name=config.sagemaker_edge_core_region,
+                aws_access_key_id=config.edgefleet_s3_access_key_id,
+                aws_secret_access_key=secret.get_secret_value() if secret is not None else None,
+                verify=str(ca_file) if ca_file is not None else None,
+                config=Config(connect_timeout=3, read_timeout=30,
+                              retries={"max_attempts": 2, "mode": "standard"},
+                              s3={"addressing_style": "path"},
+                              max_pool_connections=max(10, concurrency)),
+            )
+        return cls(None, bucket, concurrency, connect=connect,
+                   endpoint=config.edgefleet_s3_endpoint_url or "AWS S3")
 
     def data_ref(self, key: str) -> str:
         """``s3://<bucket>/<key>``."""
@@ -216,7 +245,7 @@ class S3Sink:
 
     def describe(self) -> str:
         """``bucket s3://<bucket>`` and the endpoint, when not AWS."""
-        endpoint = self.client.meta.endpoint_url
+        endpoint = self._endpoint or self.client.meta.endpoint_url
         return f"bucket s3://{self.bucket} at {endpoint}"
 
 
