@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from edgefleet.bridge.cli import add_commands as add_bridge_commands
 from edgefleet.fleet.cli import add_commands as add_fleet_commands
 from edgefleet.package.cli import keys_app, package_app
 
@@ -14,6 +15,7 @@ app = typer.Typer(
 app.add_typer(package_app, name="package")
 app.add_typer(keys_app, name="keys")
 add_fleet_commands(app)
+add_bridge_commands(app)
 
 
 def main() -> None:
