@@ -4,10 +4,12 @@ Read this file to see the whole agent: settings are validated, the capture pipel
 ``AgentService`` are built, the deployment executor reloads the models deployed before, the gRPC
 server (Agent + health) binds the Unix socket with mode 0660, and the control-plane client
 (registration, heartbeats, deployments; docs/deployments.md) starts when the provider is
-``Aws``, with MQTT deployment notifications when ``edgefleet_mqtt_url`` is set. A stop
-(SIGTERM, SIGHUP, SIGINT or :meth:`Agent.stop`) ends the control-plane threads, stops accepting
-calls, lets the calls in flight finish, flushes capture, unloads models and removes the socket
-file.
+``Aws``, with MQTT deployment notifications when ``edgefleet_mqtt_url`` is set. Under systemd
+(``$NOTIFY_SOCKET``) the agent reports ``READY=1`` once its own socket answers a health check,
+feeds the watchdog while it does, and counts unclean previous runs (:mod:`edgefleet.agent.systemd`).
+A stop (SIGTERM, SIGHUP, SIGINT or :meth:`Agent.stop`) ends the control-plane threads, stops
+accepting calls, lets the calls in flight finish, flushes capture, unloads models and removes
+the socket file.
 """
 
 from __future__ import annotations
@@ -34,6 +36,14 @@ from edgefleet.agent.device.transport import make_transport
 from edgefleet.agent.device.wakeup import DeploymentWakeup
 from edgefleet.agent.serving.grpc_server import SERVICE_NAME, build_server
 from edgefleet.agent.serving.service import AgentService, CaptureBackend
+from edgefleet.agent.systemd import (
+    RUNS_FILE,
+    UNIT_ENV,
+    Notifier,
+    RunHistory,
+    check_health,
+    read_service_restarts,
+)
 from edgefleet.errors import FailedPrecondition, UntrustedSigner
 from edgefleet.package.signing import load_root_certificates
 
@@ -118,17 +128,6 @@ def pin_threads(cpus: Sequence[int]) -> None:
     log.info("agent threads pinned to CPUs %s", ",".join(map(str, sorted(mask))))
 
 
-def _notify_systemd(message: str) -> None:
-    # sd_notify without libsystemd: one datagram to $NOTIFY_SOCKET ('@' = abstract namespace).
-    address = os.environ.get("NOTIFY_SOCKET")
-    if not address:
-        return
-    if address.startswith("@"):
-        address = "\0" + address[1:]
-    with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
-        sock.sendto(message.encode(), address)
-
-
 def check_root_certificates(config: AgentConfig) -> str | None:
     """Why every signed package would be refused with this config, or None if it would not.
 
@@ -176,6 +175,8 @@ class Agent:
         self.capture = capture if capture is not None else CaptureService(config)
         # The wrapper notes each model's latest capture time for heartbeats.
         self.samples = SampleClock(self.capture)
+        self.notifier = Notifier()
+        self.runs = RunHistory(config.sagemaker_edge_local_data_root_path / RUNS_FILE)
         self.service = AgentService(config, capture=self.samples)
         self._control_stop = threading.Event()
         transport = make_transport(config)
@@ -185,7 +186,7 @@ class Agent:
         self.control = None if transport is None else ControlClient(
             config, transport, self.deployments,
             HeartbeatMetrics(self.service.registry, self.deployments.state, capture=self.capture,
-                             samples=self.samples),
+                             samples=self.samples, runs=self.runs),
             self._control_stop)
         self.notifications: DeploymentWakeup | None = None
         if self.control is not None and config.edgefleet_mqtt_url:
@@ -204,10 +205,24 @@ class Agent:
 
         Raises:
             FailedPrecondition: the socket path is taken (see :func:`prepare_socket_path`) or
-                cannot be bound.
+                cannot be bound, or the run history (crash count) cannot be written.
         """
         started = time.monotonic()
         prepare_socket_path(self.socket_path, force=self.force)
+        unit = os.environ.get(UNIT_ENV)
+        try:
+            self.runs.begin(service_restarts=read_service_restarts(unit) if unit else None)
+        except OSError as error:
+            raise FailedPrecondition(
+                f"cannot write the run history {self.runs.path}: {error.strerror}; make the "
+                f"data folder writable for the agent's user") from None
+        try:
+            self._serve(started)
+        except BaseException:
+            self.runs.end()  # a start that fails with an error is an orderly exit, not a crash
+            raise
+
+    def _serve(self, started: float) -> None:
         start = getattr(self.capture, "start", None)
         if start is not None:
             start()
@@ -230,7 +245,7 @@ class Agent:
             self.control.start()
         if self.notifications is not None:
             self.notifications.start()
-        _notify_systemd("READY=1")
+        self.notifier.supervise(self._answers, status=f"serving on unix://{self.socket_path}")
         problem = check_root_certificates(self.config)
         if problem is not None:
             log.warning("%s", problem)
@@ -244,7 +259,7 @@ class Agent:
         if self._stopped.is_set():
             return
         self._stopped.set()
-        _notify_systemd("STOPPING=1")
+        self.notifier.stopping()
         if self.notifications is not None:
             self.notifications.stop()
         if self.control is not None:
@@ -261,7 +276,13 @@ class Agent:
         if self._started:
             with contextlib.suppress(FileNotFoundError):
                 self.socket_path.unlink()
+        self.runs.end()
+        self.notifier.close()
         log.info("stopped")
+
+    def _answers(self) -> str | None:
+        # The watchdog's liveness test: a health check over the socket, as a client would.
+        return check_health(self.socket_path, timeout=self.notifier.check_timeout)
 
     def wait(self) -> None:
         """Block until :meth:`stop` has been called."""

@@ -9,7 +9,11 @@ Dimension  MetricName (Value)
 ========== ==================================================================================
 agent      ``cpu-percent`` (process CPU since the previous heartbeat, % of one core),
            ``rss-bytes``, ``uptime-seconds``, ``restart-count`` (starts after the first, kept
-           across restarts), ``models-loaded``
+           across restarts), ``crash-count`` (runs that ended without a clean stop: a crash,
+           ``kill -9``, a watchdog abort, a power loss; from
+           :class:`~edgefleet.agent.systemd.RunHistory`), ``service-restarts`` (systemd's
+           ``NRestarts``, when the agent runs as a unit and systemd answered),
+           ``models-loaded``
 capture    every capture pipeline metric (``capture_spool_bytes`` -> ``capture-spool-bytes``,
            see :meth:`edgefleet.agent.capture.service.CaptureService.metrics`), when capture
            runs
@@ -37,6 +41,7 @@ import psutil
 from edgefleet.agent.device.state import StateStore
 from edgefleet.agent.serving.registry import LoadedModel, ModelRegistry
 from edgefleet.agent.serving.service import CaptureBackend
+from edgefleet.agent.systemd import RunHistory
 from edgefleet.agent.types import CaptureRequest, CaptureStatus
 from edgefleet.wire.edge import wire_model_name, wire_version
 
@@ -96,12 +101,15 @@ class HeartbeatMetrics:
         state: the durable agent state (its start count gives ``restart-count``).
         capture: the capture pipeline, or None; its ``metrics()`` dict is reported when present.
         samples: the latest capture time per model, or None.
+        runs: the agent's run history (``crash-count``, ``service-restarts``), or None.
     """
 
     def __init__(self, registry: ModelRegistry, state: StateStore, *,
-                 capture: object | None = None, samples: SampleClock | None = None) -> None:
+                 capture: object | None = None, samples: SampleClock | None = None,
+                 runs: RunHistory | None = None) -> None:
         self._registry = registry
         self._state = state
+        self._runs = runs
         self._capture = capture
         self._samples = samples
         self._process = psutil.Process()
@@ -141,6 +149,11 @@ class HeartbeatMetrics:
             _metric("agent", "uptime-seconds", time.monotonic() - self._started, now),
             _metric("agent", "restart-count", max(0, self._state.starts - 1), now),
             _metric("agent", "models-loaded", loaded, now)]
+        if self._runs is not None:
+            metrics.append(_metric("agent", "crash-count", self._runs.crashes, now))
+            if self._runs.service_restarts is not None:
+                metrics.append(_metric("agent", "service-restarts", self._runs.service_restarts,
+                                       now))
         capture_metrics = getattr(self._capture, "metrics", None)
         if capture_metrics is not None:
             metrics.extend(_metric("capture", name.replace("_", "-"), value, now)
