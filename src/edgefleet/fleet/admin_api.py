@@ -11,7 +11,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import (
     APIRouter,
@@ -72,7 +72,20 @@ def _write(request: Request) -> Iterator[Session]:
 # scope="function": the transaction commits before the response is sent, so "201" means stored.
 ReadSession = Annotated[Session, Depends(_read, scope="function")]
 WriteSession = Annotated[Session, Depends(_write, scope="function")]
-router = APIRouter(prefix="/api/v1", dependencies=[Depends(require_admin)])
+#: The errors every management route may answer (app.py's HTTP_STATUS maps error classes to
+#: these codes), documented so that clients and schema-driven tests know them.
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    code: {"model": schemas.ErrorOut, "description": description} for code, description in {
+        400: "Invalid argument: the message names the field and what it expects.",
+        401: "No admin token, or an unknown one.",
+        404: "No such fleet, device, packaging job, deployment plan or stage.",
+        409: "Already exists, or not possible in the current state (the message says why).",
+        422: "The request does not match the schema (the message names the field).",
+        429: "Too many requests or a resource limit reached.",
+        503: "A service the server needs (database, object store) is unavailable.",
+    }.items()}
+router = APIRouter(prefix="/api/v1", dependencies=[Depends(require_admin)],
+                   responses=ERROR_RESPONSES)
 
 
 @public.get("/healthz", tags=["health"])

@@ -16,6 +16,8 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session, sessionmaker
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 import edgefleet
 from edgefleet.errors import EdgefleetError
@@ -74,6 +76,32 @@ def _management_error(_request: Request, exc: Exception) -> JSONResponse:
                         status_code=HTTP_STATUS.get(exc.code, 500))
 
 
+#: Error class names for the HTTP errors Starlette and FastAPI raise themselves (a body that is
+#: not JSON, an unknown route, a method the route lacks).
+_HTTP_ERRORS = {400: "InvalidArgument", 401: "Unauthenticated", 404: "NotFound",
+                405: "MethodNotAllowed", 413: "PayloadTooLarge"}
+
+
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+
+
+def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    # Answer in the shape of every other error ({"error", "message"}), not FastAPI's {"detail"}.
+    assert isinstance(exc, StarletteHTTPException)
+    headers = dict(exc.headers or {})
+    message = str(exc.detail)
+    if exc.status_code == 405:
+        # FastAPI makes one route per method, and Starlette's Allow names the methods of the
+        # first route whose path matched: list those of every route on this path (RFC 9110).
+        allowed = [method for method in _METHODS if any(
+            route.matches({**request.scope, "method": method})[0] == Match.FULL
+            for route in request.app.router.routes)]
+        headers["Allow"] = ", ".join(allowed)
+        message = f"{request.method} is not allowed here; use {' or '.join(allowed)}"
+    return JSONResponse({"error": _HTTP_ERRORS.get(exc.status_code, "HTTPError"),
+                         "message": message}, status_code=exc.status_code, headers=headers)
+
+
 def create_app(settings: ServerSettings) -> FastAPI:
     """Build the control plane's ASGI app for ``settings`` (database already migrated)."""
     data_dir = settings.data_dir
@@ -101,6 +129,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
     app.state.context = context
     app.add_exception_handler(EdgefleetError, _management_error)
     app.add_exception_handler(RequestValidationError, _invalid_request)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
     app.include_router(admin_api.public)
     app.include_router(admin_api.router)
     app.include_router(edge_api.router)

@@ -110,6 +110,13 @@ class FleetCreate(BaseModel):
         description="Where the fleet's agents write captured data, e.g. s3://bucket/prefix.")
 
 
+class ErrorOut(BaseModel):
+    """Every error of the management API: the error's class and what to do about it."""
+
+    error: str = Field(description="The error's class, e.g. NotFound or AlreadyExists.")
+    message: str = Field(description="What was wrong and what to do, for a person to read.")
+
+
 class FleetOut(BaseModel):
     """A device fleet; ``created_at`` is epoch seconds."""
 
