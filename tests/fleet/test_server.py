@@ -171,3 +171,17 @@ def test_rollout_with_boto3_against_real_servers(servers: tuple[Server, Server],
     secrets = [token] + [c["edgefleet_control_secret_access_key"] for c in configs.values()]
     for secret in secrets:
         assert secret not in logs
+
+
+def test_the_servers_own_info_lines_reach_its_log(tmp_path: Path) -> None:
+    # uvicorn configures only its own loggers: the server's INFO lines used to be dropped.
+    server = start_server(tmp_path / "data", free_port(), tmp_path / "server.log")
+    try:
+        broken = tmp_path / "broken.onnx"
+        broken.write_bytes(b"not an onnx model")
+        job = server.admin.create_packaging_job("broken-job", "broken", "1.0", broken)
+        assert job["status"] == "FAILED"
+    finally:
+        stop_server(server)
+    assert "INFO:     edgefleet.fleet.packaging: packaging job broken-job failed" in (
+        server.log.read_text())

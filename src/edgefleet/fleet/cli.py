@@ -8,6 +8,7 @@ Wire them into the umbrella command with :func:`add_commands`. Every management 
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import shutil
@@ -147,7 +148,23 @@ def server(
         typer.echo(f"admin token created and written to {first.admin_token_file} (mode 0600); "
                    "keep it safe", err=True)
     uvicorn.run("edgefleet.fleet.app:create_app_from_env", factory=True, host=host, port=port,
-                workers=workers, access_log=access_log, log_level=log_level)
+                workers=workers, access_log=access_log, log_level=log_level,
+                log_config=_server_log_config(log_level))
+
+
+def _server_log_config(log_level: str) -> dict[str, Any]:
+    """uvicorn's logging config, plus the server's own ``edgefleet`` loggers on standard error
+    (uvicorn configures only its own: without this, their INFO lines were dropped)."""
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["formatters"]["edgefleet"] = {"()": "uvicorn.logging.DefaultFormatter",
+                                         "fmt": "%(levelprefix)s %(name)s: %(message)s"}
+    config["handlers"]["edgefleet"] = {"formatter": "edgefleet", "class": "logging.StreamHandler",
+                                       "stream": "ext://sys.stderr"}
+    config["loggers"]["edgefleet"] = {"handlers": ["edgefleet"], "level": log_level.upper(),
+                                      "propagate": False}
+    return config
 
 
 # -- fleets ---------------------------------------------------------------------------------------

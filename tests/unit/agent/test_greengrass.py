@@ -11,7 +11,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-import yaml  # type: ignore[import-untyped]  # PyYAML: see the report (dev extra)
+import yaml  # type: ignore[import-untyped]  # PyYAML, in the dev extra
 
 from edgefleet.agent.config import AgentConfig
 from edgefleet.agent.greengrass import (
@@ -439,3 +439,13 @@ def test_the_writer_writes_a_private_file_the_agent_reads(tmp_path: Path) -> Non
 def test_the_writer_reports_a_bad_command_line_and_a_missing_folder(tmp_path: Path) -> None:
     assert writer().main([], {}) == 2
     assert writer().main([str(tmp_path / "missing" / "c.json")], {}) == 1
+
+
+def test_the_migration_guide_maps_every_parameter_to_its_agent_key() -> None:
+    guide = (ROOT / "docs" / "migrating-from-sagemaker-edge-manager.md").read_text()
+    for parameter, key in AGENT_KEYS.items():
+        row = next((line for line in guide.splitlines() if line.startswith(f"| `{parameter}` |")),
+                   None)
+        assert row is not None, f"{parameter} is missing from the migration guide's table"
+        if key is not None:
+            assert f"`{key}`" in row, row
