@@ -185,3 +185,27 @@ def test_the_servers_own_info_lines_reach_its_log(tmp_path: Path) -> None:
         stop_server(server)
     assert "INFO:     edgefleet.fleet.packaging: packaging job broken-job failed" in (
         server.log.read_text())
+
+
+def test_a_body_over_the_limit_is_refused_before_it_is_read(tmp_path: Path) -> None:
+    server = start_server(tmp_path / "data", free_port(), tmp_path / "server.log")
+    token = (server.data_dir / "admin-token").read_text().strip()
+    auth = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    try:
+        with httpx.Client(base_url=server.url, headers=auth, timeout=30) as client:
+            declared = client.post("/api/v1/fleets", content=b" " * (50 << 20))
+            assert declared.status_code == 413, declared.text
+            assert declared.json()["error"] == "PayloadTooLarge"
+
+            def chunks() -> Iterator[bytes]:  # no Content-Length: counted while read
+                for _ in range(64):
+                    yield b" " * (64 << 10)
+            chunked = client.post("/api/v1/fleets", content=chunks())
+            assert chunked.status_code == 413, chunked.text
+            assert "more than 1048576 bytes" in chunked.json()["message"]
+
+            ok = client.post("/api/v1/fleets", json={"name": "small", "output_location":
+                                                     "s3://captures/small"})
+            assert ok.status_code == 201, ok.text
+    finally:
+        stop_server(server)

@@ -80,6 +80,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         401: "No admin token, or an unknown one.",
         404: "No such fleet, device, packaging job, deployment plan or stage.",
         409: "Already exists, or not possible in the current state (the message says why).",
+        413: "The request body is larger than the server's max_request_bytes.",
         422: "The request does not match the schema (the message names the field).",
         429: "Too many requests or a resource limit reached.",
         503: "A service the server needs (database, object store) is unavailable.",

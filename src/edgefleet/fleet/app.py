@@ -26,6 +26,7 @@ from edgefleet.fleet.crypto import ServerKey
 from edgefleet.fleet.db.engine import make_engine, make_sessionmaker
 from edgefleet.fleet.edge import CredentialCache
 from edgefleet.fleet.heartbeats import HeartbeatWriter
+from edgefleet.fleet.limits import BodyLimit
 from edgefleet.fleet.notify import MqttNotifier, make_notifier
 from edgefleet.fleet.settings import ServerSettings
 from edgefleet.fleet.storage import ObjectStore, open_object_store
@@ -130,6 +131,8 @@ def create_app(settings: ServerSettings) -> FastAPI:
     app.add_exception_handler(EdgefleetError, _management_error)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes,
+                       max_upload_bytes=settings.max_model_upload_bytes)
     app.include_router(admin_api.public)
     app.include_router(admin_api.router)
     app.include_router(edge_api.router)

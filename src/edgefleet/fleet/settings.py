@@ -60,6 +60,14 @@ class ServerSettings(BaseSettings):
     registration_cache_ttl_seconds: int = Field(default=3600, ge=1, le=10**6)
     """``CacheTTL`` returned by GetDeviceRegistration, in seconds."""
 
+    max_request_bytes: int = Field(default=1 << 20, ge=1 << 10)
+    """Largest request body, in bytes, of every route but the model upload (default 1 MiB);
+    larger ones are refused with 413 before they are read."""
+
+    max_model_upload_bytes: int = Field(default=4 << 30, ge=1 << 20)
+    """Largest request body of a packaging job's model upload, in bytes (default 4 GiB, the
+    agent's default package cap)."""
+
     heartbeat_batch_seconds: float = Field(default=0.005, ge=0, le=1)
     """Longest time, in seconds, a heartbeat waits for others to share its transaction (group
     commit; each request waits for its commit). Heartbeats that arrive while a batch is being
