@@ -20,12 +20,17 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
+#: The management API, whose bodies this limits; the device (sagemaker-edge) API caps its own
+#: bodies and answers in botocore's error shape (edge_api.MAX_BODY_BYTES).
+MANAGEMENT_PREFIX = "/api/"
+
 #: The one route whose body is a model file (multipart upload).
 UPLOAD_PATH = "/api/v1/packaging-jobs"
 
 
 class BodyLimit:
-    """Refuse request bodies over ``max_bytes`` (``max_upload_bytes`` for model uploads) with 413.
+    """Refuse management API request bodies over ``max_bytes`` (``max_upload_bytes`` for model
+    uploads) with 413.
 
     Args:
         app: the ASGI app to protect.
@@ -39,8 +44,8 @@ class BodyLimit:
         self.max_upload_bytes = max_upload_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
+        if scope["type"] != "http" or not scope["path"].startswith(MANAGEMENT_PREFIX):
+            await self.app(scope, receive, send)  # the device API caps its own, in its shape
             return
         upload = scope["method"] == "POST" and scope["path"].rstrip("/") == UPLOAD_PATH
         limit = self.max_upload_bytes if upload else self.max_bytes
