@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from edgefleet.proto import agent_pb2 as pb
 from support.agent_process import AgentProcess
 from support.packages import Packages
 from support.polling import wait_for
+from support.tls import ServerCertificate
 
 FLEET = "wind"
 
@@ -41,28 +43,32 @@ def free_port() -> int:
 
 
 def start_server(data_dir: Path, port: int, log: Path, *,
-                 database_url: str | None = None) -> Server:
+                 database_url: str | None = None, tls: ServerCertificate | None = None) -> Server:
     """Start ``edgefleet server`` on 127.0.0.1:``port`` and wait until it is healthy.
 
     Args:
         data_dir: its data folder (admin token, object store, and the SQLite database unless
             ``database_url`` names another).
         log: file that receives its output (appended).
+        tls: serve HTTPS with this certificate (the admin client trusts its CA).
     """
     database = ["--database-url", database_url] if database_url else []
+    if tls is not None:
+        database += ["--tls-cert", str(tls.cert), "--tls-key", str(tls.key)]
     with log.open("ab") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "edgefleet.fleet", "server", "--port", str(port),
              "--data-dir", str(data_dir), *database], stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
+    url = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
+    verify: str | bool = str(tls.ca) if tls else True
     try:
-        wait_for(lambda: healthy(url, process, log), 60, "the server to start")
+        wait_for(lambda: healthy(url, process, log, verify), 60, "the server to start")
     except AssertionError:
         if process.poll() is None:  # never leave a server behind a failed start
             process.send_signal(signal.SIGTERM)
             process.wait(timeout=20)
         raise
-    admin = AdminClient(url, (data_dir / "admin-token").read_text().strip())
+    admin = AdminClient(url, (data_dir / "admin-token").read_text().strip(), verify=verify)
     return Server(url, data_dir, process, log, admin)
 
 
@@ -73,11 +79,13 @@ def stop_server(server: Server) -> None:
         server.process.wait(timeout=20)
 
 
-def healthy(url: str, process: subprocess.Popen[bytes], log: Path) -> bool:
+def healthy(url: str, process: subprocess.Popen[bytes], log: Path,
+            verify: str | bool = True) -> bool:
     if process.poll() is not None:
         raise AssertionError(f"server exited: {log.read_text()}")
     try:
-        return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
+        context = ssl.create_default_context(cafile=verify) if isinstance(verify, str) else verify
+        return httpx.get(f"{url}/healthz", timeout=1, verify=context).status_code == 200
     except httpx.HTTPError:
         return False
 

@@ -12,6 +12,7 @@ import copy
 import json
 import os
 import shutil
+import ssl
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -106,12 +107,18 @@ def server(
     access_log: Annotated[bool, typer.Option(
         "--access-log/--no-access-log", help="Log one line per request.")] = True,
     log_level: str = "info",
+    tls_cert: Annotated[Path | None, typer.Option(
+        help="Serve HTTPS with this PEM certificate chain (with --tls-key); agents verify it "
+        "against sagemaker_edge_provider_aws_ca_cert_file.")] = None,
+    tls_key: Annotated[Path | None, typer.Option(
+        help="The PEM private key of --tls-cert.")] = None,
 ) -> None:
     """Run the fleet control plane (migrates the database and creates keys at first start).
 
     Every option is also an environment variable EDGEFLEET_SERVER_<OPTION>, e.g.
     EDGEFLEET_SERVER_MQTT_URL.
     """
+    _check_tls(tls_cert, tls_key)
     try:
         import uvicorn
     except ImportError:
@@ -149,7 +156,27 @@ def server(
                    "keep it safe", err=True)
     uvicorn.run("edgefleet.fleet.app:create_app_from_env", factory=True, host=host, port=port,
                 workers=workers, access_log=access_log, log_level=log_level,
-                log_config=_server_log_config(log_level))
+                log_config=_server_log_config(log_level),
+                ssl_certfile=str(tls_cert) if tls_cert else None,
+                ssl_keyfile=str(tls_key) if tls_key else None)
+
+
+def _check_tls(cert: Path | None, key: Path | None) -> None:
+    """Exit 2 with the reason unless ``cert`` and ``key`` are both absent or form a usable pair
+    (checked here, before uvicorn starts, so that the error names the option)."""
+    if cert is None and key is None:
+        return
+    if cert is None or key is None:
+        typer.echo("error: --tls-cert and --tls-key go together: give both to serve HTTPS, or "
+                   "neither for plain HTTP", err=True)
+        raise typer.Exit(2)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        context.load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as error:
+        typer.echo(f"error: cannot use --tls-cert {cert} with --tls-key {key}: {error}; give a "
+                   f"PEM certificate chain and the PEM private key that belongs to it", err=True)
+        raise typer.Exit(2) from None
 
 
 def _server_log_config(log_level: str) -> dict[str, Any]:

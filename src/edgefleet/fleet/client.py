@@ -6,6 +6,7 @@ the server's message (which says what was wrong and what to do).
 
 from __future__ import annotations
 
+import ssl
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -34,11 +35,16 @@ class AdminClient:
         base_url: the control plane, e.g. ``http://127.0.0.1:8080``.
         token: the admin token.
         timeout: seconds per request (packaging a large model may need more).
+        verify: for an ``https`` server, the PEM file of the CA to trust (default: the system's
+            CAs, or the file in ``SSL_CERT_FILE``), or False to skip the check.
     """
 
-    def __init__(self, base_url: str, token: str, *, timeout: float = 300.0) -> None:
+    def __init__(self, base_url: str, token: str, *, timeout: float = 300.0,
+                 verify: str | bool = True) -> None:
         self._http = httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout,
-                                  headers={"Authorization": f"Bearer {token}"})
+                                  headers={"Authorization": f"Bearer {token}"},
+                                  verify=ssl.create_default_context(cafile=verify)
+                                  if isinstance(verify, str) else verify)
 
     def close(self) -> None:
         """Close the connection pool."""
