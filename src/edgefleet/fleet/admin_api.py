@@ -47,14 +47,20 @@ def require_admin(request: Request, credentials: Annotated[
 
     Raises:
         Unauthenticated: no ``Authorization: Bearer`` header, or an unknown token.
+        ResourceExhausted: this address failed too often in the last minute (429).
     """
+    context = request.app.state.context
+    address = context.client_address(request)
+    context.auth_failures.check(address)
     if credentials is None or not credentials.credentials:
+        context.auth_failures.failed(address)
         raise Unauthenticated("this route needs the admin token: send 'Authorization: Bearer "
                               "<token>' (the CLI reads it from --token or EDGEFLEET_ADMIN_TOKEN)")
-    with request.app.state.context.sessions() as session:
+    with context.sessions() as session:
         known = session.scalar(select(AdminToken.id).where(
             AdminToken.token_hash == token_hash(credentials.credentials.strip())))
     if known is None:
+        context.auth_failures.failed(address)
         raise Unauthenticated("unknown admin token; use the token the server wrote at first "
                               "start (data dir file admin-token)")
 

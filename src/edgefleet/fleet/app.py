@@ -9,7 +9,7 @@ from __future__ import annotations
 import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import grpc
 from fastapi import FastAPI, Request
@@ -26,7 +26,7 @@ from edgefleet.fleet.crypto import ServerKey
 from edgefleet.fleet.db.engine import make_engine, make_sessionmaker
 from edgefleet.fleet.edge import CredentialCache
 from edgefleet.fleet.heartbeats import HeartbeatWriter
-from edgefleet.fleet.limits import BodyLimit
+from edgefleet.fleet.limits import AuthFailureLimit, BodyLimit
 from edgefleet.fleet.notify import MqttNotifier, make_notifier
 from edgefleet.fleet.settings import ServerSettings
 from edgefleet.fleet.storage import ObjectStore, open_object_store
@@ -48,7 +48,8 @@ HTTP_STATUS = {
 @dataclass(frozen=True)
 class Context:
     """What request handlers need: settings, database, server key, object store, the device
-    credential cache, the heartbeat writer and the MQTT notifier of stage starts (None: off)."""
+    credential cache, the heartbeat writer, the MQTT notifier of stage starts (None: off) and
+    the count of failed authentications per client address."""
 
     settings: ServerSettings
     sessions: sessionmaker[Session]
@@ -57,6 +58,11 @@ class Context:
     credentials: CredentialCache
     heartbeats: HeartbeatWriter
     notifier: MqttNotifier | None = None
+    auth_failures: AuthFailureLimit = field(default_factory=lambda: AuthFailureLimit(20))
+
+    def client_address(self, request: Request) -> str:
+        """The address failed authentications are counted by (the TCP peer)."""
+        return request.client.host if request.client else "unknown"
 
     def base_url(self, request: Request) -> str:
         """The URL devices reach this server at: ``public_url`` or the request's own base."""
@@ -114,6 +120,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
         key=ServerKey.load_or_create(settings.resolved_server_key_file()),
         store=open_object_store(settings.object_store, data_dir),
         credentials=CredentialCache(settings.credential_cache_seconds),
+        auth_failures=AuthFailureLimit(settings.auth_failures_per_minute),
         heartbeats=HeartbeatWriter(sessions, interval_seconds=settings.heartbeat_batch_seconds),
         notifier=make_notifier(settings.mqtt_url, settings.mqtt_topic_prefix))
     @asynccontextmanager

@@ -25,7 +25,13 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
-from edgefleet.errors import EdgefleetError, InvalidArgument, NotFound, Unavailable
+from edgefleet.errors import (
+    EdgefleetError,
+    InvalidArgument,
+    NotFound,
+    ResourceExhausted,
+    Unavailable,
+)
 from edgefleet.fleet import edge, rollout, schemas
 from edgefleet.fleet.sigv4 import (
     AccessDenied,
@@ -46,6 +52,8 @@ _AWS_ERRORS: list[tuple[type[EdgefleetError], str, int]] = [
     (AccessDenied, "AccessDeniedException", 403),
     (InvalidArgument, "ValidationException", 400),
     (NotFound, "ResourceNotFound", 404),
+    # botocore retries ThrottlingException with backoff, as the agent's own client does.
+    (ResourceExhausted, "ThrottlingException", 429),
 ]
 
 
@@ -100,17 +108,23 @@ def _url_for(request: Request) -> Callable[[str], str]:
 async def _identify(request: Request, signed: SignedRequest) -> edge.DeviceIdentity:
     """The device that signed the request (cached credentials, else one database read)."""
     context = request.app.state.context
-    auth = parse_authorization(signed.headers.get("authorization"))
-    credentials = context.credentials.get(auth.access_key_id)
-    if credentials is None:
-        def lookup() -> edge.DeviceCredentials | None:
-            with context.sessions() as session:
-                return edge.lookup_credentials(session, context.key, auth.access_key_id)
-        credentials = await run_in_threadpool(lookup)
-        if credentials is not None:
-            context.credentials.put(auth.access_key_id, credentials)
-    return edge.authenticate(credentials, signed, auth,
-                             max_skew_seconds=context.settings.clock_skew_seconds)
+    address = context.client_address(request)
+    context.auth_failures.check(address)
+    try:
+        auth = parse_authorization(signed.headers.get("authorization"))
+        credentials = context.credentials.get(auth.access_key_id)
+        if credentials is None:
+            def lookup() -> edge.DeviceCredentials | None:
+                with context.sessions() as session:
+                    return edge.lookup_credentials(session, context.key, auth.access_key_id)
+            credentials = await run_in_threadpool(lookup)
+            if credentials is not None:
+                context.credentials.put(auth.access_key_id, credentials)
+        return edge.authenticate(credentials, signed, auth,
+                                 max_skew_seconds=context.settings.clock_skew_seconds)
+    except Unauthenticated:
+        context.auth_failures.failed(address)
+        raise
 
 
 async def _authorized(request: Request, model: type[_Body]

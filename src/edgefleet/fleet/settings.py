@@ -60,6 +60,11 @@ class ServerSettings(BaseSettings):
     registration_cache_ttl_seconds: int = Field(default=3600, ge=1, le=10**6)
     """``CacheTTL`` returned by GetDeviceRegistration, in seconds."""
 
+    auth_failures_per_minute: int = Field(default=20, ge=1)
+    """Failed authentications (admin token or device signature) one client address may make in
+    a minute; beyond it every request from that address is answered 429 until its oldest
+    failure is a minute old. Counted per server process."""
+
     max_request_bytes: int = Field(default=1 << 20, ge=1 << 10)
     """Largest request body, in bytes, of every route but the model upload (default 1 MiB);
     larger ones are refused with 413 before they are read."""
