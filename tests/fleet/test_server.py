@@ -209,3 +209,34 @@ def test_a_body_over_the_limit_is_refused_before_it_is_read(tmp_path: Path) -> N
             assert ok.status_code == 201, ok.text
     finally:
         stop_server(server)
+
+
+def test_rotating_the_admin_token_revokes_the_old_one_on_a_running_server(
+        tmp_path: Path) -> None:
+    server = start_server(tmp_path / "data", free_port(), tmp_path / "server.log")
+    token_file = server.data_dir / "admin-token"
+    old = token_file.read_text().strip()
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "edgefleet.fleet", "admin", "rotate-token", "--data-dir",
+             str(server.data_dir)], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout)["revoked_tokens"] == 1
+        new = token_file.read_text().strip()
+        assert new != old and new not in done.stdout + done.stderr  # never printed
+        assert token_file.stat().st_mode & 0o777 == 0o600
+
+        def fleets(token: str) -> int:
+            return httpx.get(f"{server.url}/api/v1/fleets",
+                             headers={"Authorization": f"Bearer {token}"}).status_code
+        assert fleets(old) == 401
+        assert fleets(new) == 200
+    finally:
+        stop_server(server)
+
+
+def test_rotating_without_a_server_database_says_where_it_looked(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "edgefleet.fleet", "admin", "rotate-token", "--data-dir",
+         str(tmp_path / "nothing")], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "no server database in" in done.stderr

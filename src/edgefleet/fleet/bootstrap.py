@@ -102,6 +102,39 @@ def _create_admin_token(sessions: sessionmaker[Session], path: Path) -> Path | N
     return path
 
 
+def rotate_admin_token(engine: Engine, path: Path) -> int:
+    """Replace every admin token by a new one, written to ``path`` (mode 0600).
+
+    The new token is written to a temporary file beside ``path`` first, then the tokens are
+    replaced in one transaction, then the file is renamed over ``path``: running servers accept
+    the new token and refuse the old ones from the next request on, and a failure at any step
+    leaves the old token working (and says where the new one is, if it got that far).
+
+    Returns:
+        The number of tokens revoked.
+
+    Raises:
+        OSError: ``path``'s folder cannot be written.
+    """
+    token = "efadm_" + secrets.token_urlsafe(32)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, partial = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as out:  # mkstemp made it 0600
+            out.write(token + "\n")
+            out.flush()
+            os.fsync(out.fileno())
+        with make_sessionmaker(engine).begin() as session:
+            revoked = len(session.scalars(select(AdminToken.id)).all())
+            session.query(AdminToken).delete()
+            session.add(AdminToken(token_hash=token_hash(token), created_at=time.time()))
+    except BaseException:
+        Path(partial).unlink(missing_ok=True)
+        raise
+    os.replace(partial, path)
+    return revoked
+
+
 def _create_signing_keys(sessions: sessionmaker[Session], key: ServerKey) -> None:
     with sessions() as session:
         if session.get(ServerState, _SIGNING_KEY) is not None:

@@ -456,9 +456,55 @@ def stage_devices(plan: str, stage: str, server: ServerUrl = DEFAULT_SERVER,
     _run(server, token, lambda c: c.stage_devices(plan, stage))
 
 
+admin_app = typer.Typer(help="The server's own credentials (run on the server's host).",
+                        no_args_is_help=True)
+
+
+@admin_app.command("rotate-token")
+def admin_rotate_token(
+    data_dir: Annotated[Path, typer.Option(help="The server's data folder.")] = Path(
+        "edgefleet-server"),
+    database_url: Annotated[str | None, typer.Option(
+        help="The server's database (default: SQLite in --data-dir).")] = None,
+    admin_token_file: Annotated[Path | None, typer.Option(
+        help="Where to write the new token (default <data-dir>/admin-token).")] = None,
+) -> None:
+    """Replace the admin token: the new one is written (mode 0600) where the first start wrote
+    the old one, and every old token stops working at once, on every running server instance.
+
+    Reads the same EDGEFLEET_SERVER_* variables as `edgefleet server`. The token is never
+    printed; give it to the CLI with --token or EDGEFLEET_ADMIN_TOKEN.
+    """
+    from edgefleet.fleet.bootstrap import rotate_admin_token
+    from edgefleet.fleet.db.engine import make_engine
+    from edgefleet.fleet.settings import ServerSettings
+
+    given = {"data_dir": data_dir.resolve(), "database_url": database_url,
+             "admin_token_file": admin_token_file}
+    for name, value in given.items():  # as `server` does: options win over the environment
+        if value is not None:
+            os.environ[f"EDGEFLEET_SERVER_{name.upper()}"] = str(value)
+    settings = ServerSettings()
+    if settings.database_url is None and not (settings.data_dir / "edgefleet.db").exists():
+        typer.echo(f"error: no server database in {settings.data_dir}; pass the server's "
+                   f"--data-dir or --database-url", err=True)
+        raise typer.Exit(2)
+    engine = make_engine(settings.resolved_database_url())
+    try:
+        path = settings.resolved_admin_token_file()
+        revoked = rotate_admin_token(engine, path)
+    except OSError as error:
+        typer.echo(f"error: cannot write the new admin token: {error}; the old token still "
+                   f"works", err=True)
+        raise typer.Exit(1) from None
+    finally:
+        engine.dispose()
+    typer.echo(json.dumps({"admin_token_file": str(path), "revoked_tokens": revoked}))
+
+
 def add_commands(app: typer.Typer) -> None:
-    """Add ``server``, ``report`` and the ``fleet``, ``device``, ``packaging``, ``plan`` and
-    ``stage`` groups to the umbrella ``edgefleet`` command."""
+    """Add ``server``, ``report`` and the ``fleet``, ``device``, ``packaging``, ``plan``,
+    ``stage`` and ``admin`` groups to the umbrella ``edgefleet`` command."""
     app.command("server", cls=PlainHelpCommand, context_settings=HELP_SETTINGS)(server)
     app.command("report")(report)
     app.add_typer(fleet_app, name="fleet")
@@ -466,6 +512,7 @@ def add_commands(app: typer.Typer) -> None:
     app.add_typer(packaging_app, name="packaging")
     app.add_typer(plan_app, name="plan")
     app.add_typer(stage_app, name="stage")
+    app.add_typer(admin_app, name="admin")
 
 
 def main() -> None:
