@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -192,3 +193,31 @@ def test_cpu_affinity_outside_the_allowed_cpus_stops_the_start(packages: Package
     assert "edgefleet_cpu_affinity names CPUs [4095]" in result.stderr
     assert f"{sorted(os.sched_getaffinity(0))}" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("trial", range(8))
+def test_sigterm_as_soon_as_the_socket_appears_is_a_clean_stop(
+        packages: Packages, tmp_path: Path, trial: int) -> None:
+    # The socket exists before the agent serves: a SIGTERM then (an orchestrator stopping a
+    # unit that just started) must still end in a clean stop, never an exit by the signal or a
+    # process that ignores it.
+    config = tmp_path / "agent.json"
+    config.write_text(json.dumps(base_config(packages)))
+    sock = short_socket_dir() / "agent.sock"
+    process = subprocess.Popen([*agent_command(), "-a", str(sock), "-c", str(config)],
+                               cwd=tmp_path, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 30
+        while not sock.exists():
+            assert process.poll() is None and time.monotonic() < deadline
+            time.sleep(0.001)
+        time.sleep(0.002 * trial)  # a little later each trial: across the rest of the start
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 0, err.decode(errors="replace")[-3000:]
+    assert b"received SIGTERM" in err and not sock.exists()

@@ -20,16 +20,21 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 from collections.abc import Callable
 from pathlib import Path
-from types import FrameType
+from typing import TYPE_CHECKING
 
 from edgefleet import __version__
 from edgefleet.agent.config import AgentConfig, load_config
 from edgefleet.errors import EdgefleetError
 
+if TYPE_CHECKING:
+    from edgefleet.agent.daemon import Agent
+
 log = logging.getLogger("edgefleet.agent")
+
+#: What stops the agent cleanly: calls in flight finish, captures are flushed.
+STOP_SIGNALS = {signal.SIGTERM, signal.SIGHUP, signal.SIGINT}
 
 DESCRIPTION = """\
 Serve ONNX model packages to local applications over gRPC on a Unix socket.
@@ -101,6 +106,24 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _run_agent(argv: list[str]) -> None:
+    # The stop signals are blocked before the agent makes any thread (threads inherit the
+    # mask) and taken with sigwait at the end. A Python handler runs only in the main thread,
+    # and the kernel may deliver SIGTERM to any thread: one delivered to a gRPC or capture
+    # thread left the main thread asleep in Event.wait, the agent running and nothing logged
+    # (seen under load). A signal that comes during the start waits until the agent serves.
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        agent = _start_agent(argv)
+    except BaseException:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)  # e.g. a bad config: exit 2
+        raise
+    signum = signal.sigwait(STOP_SIGNALS)
+    log.info("received %s", signal.Signals(signum).name)
+    agent.stop()
+
+
+def _start_agent(argv: list[str]) -> Agent:
+    """Parse ``argv``, load the config and start the agent; exits 1 or 2 when it cannot."""
     parser = _parser()
     args = parser.parse_args(argv)
     _configure_logging(False)
@@ -128,17 +151,7 @@ def _run_agent(argv: list[str]) -> None:
     except EdgefleetError as error:
         log.error("cannot start: %s", error.message)
         sys.exit(1)
-
-    stop_requested = threading.Event()
-
-    def request_stop(signum: int, _frame: FrameType | None) -> None:
-        log.info("received %s", signal.Signals(signum).name)
-        stop_requested.set()
-
-    for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
-        signal.signal(signum, request_stop)
-    stop_requested.wait()
-    agent.stop()
+    return agent
 
 
 def _greengrass_config(path: Path) -> tuple[AgentConfig, Path]:
