@@ -45,6 +45,12 @@ class EdgeCaller:
                                  at=at)
         return self.client.post(f"/{operation}", content=body, headers=headers)
 
+    def post_raw(self, operation: str, body: bytes) -> Any:
+        """POST ``body`` as it is (any bytes), signed with this device's credentials."""
+        url = f"http://testserver/{operation}"
+        headers = signed_headers("POST", url, body, self.access_key, self.secret)
+        return self.client.post(f"/{operation}", content=body, headers=headers)
+
     def get(self, url: str) -> Any:
         headers = signed_headers("GET", url, b"", self.access_key, self.secret)
         return self.client.get(url, headers=headers)

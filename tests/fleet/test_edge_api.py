@@ -6,6 +6,7 @@ import datetime as dt
 from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 from fastapi.testclient import TestClient
 from fleet.fleet_support import EdgeCaller, register, sha1
 
@@ -95,3 +96,18 @@ def test_chunked_body_without_length_is_capped(api: TestClient) -> None:
     answer = api.post("/SendHeartbeat", content=chunks(),
                       headers={"content-type": "application/json"})
     assert answer.status_code == 400 and "over 1048576 bytes" in answer.json()["message"]
+
+
+@pytest.mark.parametrize("number", ["NaN", "Infinity", "1e400"])
+def test_a_metric_that_is_not_a_finite_number_is_a_validation_error(
+        api: TestClient, onnx_model: Path, number: str) -> None:
+    # Found by the fuzzer: "NaN" was stored as JSON that PostgreSQL refuses (a 500, and the
+    # heartbeat lost); SQLite kept it and reports would read NaN back.
+    a, _b, _ = _setup(api, onnx_model)
+    body = (f'{{"DeviceName": "dev-a", "DeviceFleetName": "wind", "AgentVersion": "1.0", '
+            f'"AgentMetrics": [{{"Dimension": "agent", "MetricName": "rss-bytes", "Value": 1, '
+            f'"Timestamp": "{number}"}}]}}').encode()
+    answer = a.post_raw("SendHeartbeat", body)
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["__type"] == "ValidationException"
+    assert "Timestamp" in answer.json()["message"]

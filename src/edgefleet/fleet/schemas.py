@@ -33,6 +33,11 @@ SelectionType = Literal["SELECTION", "PERCENTAGE", "NAMECONTAINS"]
 
 # -- device API (sagemaker-edge) -----------------------------------------------------------------
 
+#: A number a device reports: NaN and infinity are refused (400), because JSON has no spelling
+#: for them and PostgreSQL's json columns refuse what Python writes for them.
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+
+
 class _Edge(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
@@ -44,8 +49,8 @@ class EdgeMetric(_Edge):
                                     pattern=r"^[a-zA-Z0-9](-*[a-zA-Z0-9/])*$")] | None = None
     MetricName: Annotated[str, Field(min_length=4, max_length=100,
                                      pattern=ENTITY_PATTERN)] | None = None
-    Value: float | None = None
-    Timestamp: float | None = None
+    Value: FiniteFloat | None = None
+    Timestamp: FiniteFloat | None = None
 
 
 class EdgeModel(_Edge):
@@ -53,8 +58,8 @@ class EdgeModel(_Edge):
 
     ModelName: ModelNameStr | None = None
     ModelVersion: VersionStr | None = None
-    LatestSampleTime: float | None = None
-    LatestInference: float | None = None
+    LatestSampleTime: FiniteFloat | None = None
+    LatestInference: FiniteFloat | None = None
     ModelMetrics: list[EdgeMetric] = []
 
 
@@ -77,8 +82,8 @@ class EdgeDeploymentResult(_Edge):
     DeploymentName: EntityStr
     DeploymentStatus: EntityStr | None = None
     DeploymentStatusMessage: str | None = None
-    DeploymentStartTime: float | None = None
-    DeploymentEndTime: float | None = None
+    DeploymentStartTime: FiniteFloat | None = None
+    DeploymentEndTime: FiniteFloat | None = None
     DeploymentModels: list[EdgeDeploymentModel] = []
 
 
