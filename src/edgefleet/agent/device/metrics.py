@@ -29,6 +29,7 @@ requires are left out of heartbeats), ``ModelVersion``, ``LatestInference`` and
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections import deque
@@ -158,7 +159,9 @@ class HeartbeatMetrics:
         if capture_metrics is not None:
             metrics.extend(_metric("capture", name.replace("_", "-"), value, now)
                            for name, value in sorted(capture_metrics().items()))
-        return metrics
+        # The control plane refuses a heartbeat carrying NaN or infinity (JSON has no spelling
+        # for them): leave such a metric out rather than lose the whole heartbeat.
+        return [metric for metric in metrics if math.isfinite(metric["Value"])]
 
     def _model_entry(self, model: LoadedModel, now: float,
                      snapshot: Snapshot) -> dict[str, Any] | None:
@@ -181,6 +184,7 @@ class HeartbeatMetrics:
             p50, p99 = np.percentile(np.fromiter(kept[1], float), [50, 99]) * 1000.0
             metrics += [_metric("model", "latency-p50-ms", p50, now),
                         _metric("model", "latency-p99-ms", p99, now)]
+        metrics = [metric for metric in metrics if math.isfinite(metric["Value"])]
         entry: dict[str, Any] = {"ModelName": name, "ModelMetrics": metrics}
         version = wire_version(model.info.version)
         if version is not None:

@@ -264,3 +264,20 @@ def test_a_result_the_server_refuses_does_not_block_heartbeats(
         agent.client.send_heartbeat()
     agent.client.send_heartbeat()
     assert "DeploymentResult" not in transport.heartbeats[-1]
+
+
+def test_a_metric_that_is_not_finite_is_left_out_of_the_heartbeat(tmp_path: Path) -> None:
+    # The control plane refuses a heartbeat carrying NaN: one bad metric must not lose it.
+    class Capture:
+        def metrics(self) -> dict[str, float]:
+            return {"spool_bytes": 10.0, "rate": float("nan"), "peak": float("inf")}
+
+    from edgefleet.agent.device.metrics import HeartbeatMetrics
+    from edgefleet.agent.device.state import StateStore
+    from edgefleet.agent.serving.registry import ModelRegistry
+
+    snapshot = HeartbeatMetrics(ModelRegistry(), StateStore(tmp_path / "state.json"),
+                                capture=Capture()).collect()
+    names = {m["MetricName"] for m in snapshot.agent_metrics}
+    assert "spool-bytes" in names and not names & {"rate", "peak"}
+    assert "rss-bytes" in names
