@@ -14,6 +14,7 @@ a header that lies (or a huge extended header) cannot get past the cap.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import io
 import os
@@ -152,20 +153,29 @@ def extract_archive(archive: Path, directory: Path, *,
         PackageError: the file is not a regular file (a FIFO, device, ...), is not gzip, is
             truncated or corrupt, or is not a tar archive.
     """
+    with _stream(archive, max_bytes=max_bytes, max_members=max_members) as (tar, reader,
+                                                                            members):
+        if listed is not None:
+            members = _only_listed(members, listed, label or archive.name)
+        tar.extractall(directory, filter="data", members=members)
+        # Read the rest: the gzip trailer's CRC and length check everything before it.
+        while reader.read(1 << 16):
+            pass
+
+
+@contextlib.contextmanager
+def _stream(archive: Path, *, max_bytes: int, max_members: int) -> Iterator[
+        tuple[tarfile.TarFile, _CountingReader, Iterator[tarfile.TarInfo]]]:
+    """Open ``archive`` as a tar stream: (the tar file, the counting reader under it, its
+    members held to the rules); errors of reading it become PackageError or UnsafeArchive."""
     limit = max_bytes + max_members * _OVERHEAD_PER_MEMBER + tarfile.RECORDSIZE
     try:
         with (open_regular(archive, label=archive.name) as raw,
               gzip.GzipFile(fileobj=raw, mode="rb") as unzipped):
             reader = _CountingReader(unzipped, limit, archive)
             with tarfile.open(fileobj=reader, mode="r|") as tar:
-                members = _checked_members(tar, reader, archive, max_bytes=max_bytes,
-                                           max_members=max_members)
-                if listed is not None:
-                    members = _only_listed(members, listed, label or archive.name)
-                tar.extractall(directory, filter="data", members=members)
-            # Read the rest: the gzip trailer's CRC and length check everything before it.
-            while reader.read(1 << 16):
-                pass
+                yield tar, reader, _checked_members(tar, reader, archive, max_bytes=max_bytes,
+                                                    max_members=max_members)
     except tarfile.FilterError as error:
         raise UnsafeArchive(f"archive member refused: {error}; {_REFUSE_HINT}") from None
     except (tarfile.TarError, gzip.BadGzipFile, EOFError, zlib.error) as error:
@@ -216,31 +226,18 @@ def read_members(archive: Path, names: Collection[str], *, max_member_bytes: int
     """
     wanted = set(names)
     found: dict[str, bytes] = {}
-    limit = max_bytes + max_members * _OVERHEAD_PER_MEMBER + tarfile.RECORDSIZE
-    try:
-        with (open_regular(archive, label=archive.name) as raw,
-              gzip.GzipFile(fileobj=raw, mode="rb") as unzipped):
-            reader = _CountingReader(unzipped, limit, archive)
-            with tarfile.open(fileobj=reader, mode="r|") as tar:
-                for member in _checked_members(tar, reader, archive, max_bytes=max_bytes,
-                                               max_members=max_members):
-                    if member.name not in wanted:
-                        continue
-                    if member.size > max_member_bytes:
-                        raise PackageError(
-                            f"{archive.name}: member {member.name!r} is {member.size} bytes, "
-                            f"more than the {max_member_bytes} a package's {member.name} may "
-                            f"have")
-                    content = tar.extractfile(member)
-                    found[member.name] = content.read() if content else b""
-                    if found.keys() == wanted:
-                        break
-    except tarfile.FilterError as error:  # pragma: no cover - extractfile applies no filter
-        raise UnsafeArchive(f"archive member refused: {error}; {_REFUSE_HINT}") from None
-    except (tarfile.TarError, gzip.BadGzipFile, EOFError, zlib.error) as error:
-        raise PackageError(
-            f"{archive.name} is not a readable .tar.gz package (it is truncated or corrupt: "
-            f"{error}); download or copy it again") from None
+    with _stream(archive, max_bytes=max_bytes, max_members=max_members) as (tar, _, members):
+        for member in members:
+            if member.name not in wanted:
+                continue
+            if member.size > max_member_bytes:
+                raise PackageError(
+                    f"{archive.name}: member {member.name!r} is {member.size} bytes, more than "
+                    f"the {max_member_bytes} a package's {member.name} may have")
+            content = tar.extractfile(member)
+            found[member.name] = content.read() if content else b""
+            if found.keys() == wanted:
+                break
     return found
 
 
