@@ -5,8 +5,8 @@ Read from the source with :mod:`ast`, so every import counts: module level, insi
 if it exists, else the package or module ``a.b`` it comes from. Floors, lowest first (the README's
 Layout section says the same in prose):
 
-0. the shared core: ``errors``, ``names``, ``tensors``, ``proto``, ``wire``, ``runtimes``,
-   ``package`` (used by the agent and the control plane alike);
+0. the shared core: ``errors``, ``names``, ``tensors``, ``jsondoc``, ``bodies``, ``proto``,
+   ``wire``, ``runtimes``, ``package`` (used by the agent and the control plane alike);
 1. agent-wide modules: ``agent.config``, ``agent.types``, ``agent.backoff``;
 2. ``agent.serving`` and ``agent.capture`` (neither imports the other);
 3. ``agent.device``: the device side of the control plane;

@@ -23,29 +23,12 @@ from starlette.requests import Request as HttpRequest
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from edgefleet.bodies import BodyTooLarge, read_bounded
 from edgefleet.bridge.protocol import InvalidRequest, dump, response_error
 
 log = logging.getLogger(__name__)
 
 JSON = "application/json"
-
-
-class _TooLarge(Exception):
-    pass
-
-
-async def _read_body(request: HttpRequest, limit: int) -> bytes:
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise _TooLarge
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise _TooLarge
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def create_app(handle: Callable[[bytes], Any], *, max_request_bytes: int) -> Starlette:
@@ -57,8 +40,9 @@ def create_app(handle: Callable[[bytes], Any], *, max_request_bytes: int) -> Sta
     """
     async def rpc(request: HttpRequest) -> Response:
         try:
-            body = await _read_body(request, max_request_bytes)
-        except _TooLarge:
+            body = await read_bounded(request.headers.get("content-length"), request.stream(),
+                                      max_request_bytes)
+        except BodyTooLarge:
             error = InvalidRequest(f"the body is larger than {max_request_bytes} bytes "
                                    "(max_request_bytes)")
             return Response(dump(response_error(error, None)), status_code=413, media_type=JSON)

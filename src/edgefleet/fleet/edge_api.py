@@ -25,6 +25,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
+from edgefleet.bodies import BodyTooLarge, read_bounded
 from edgefleet.errors import (
     EdgefleetError,
     InvalidArgument,
@@ -69,21 +70,16 @@ def _aws_error(exc: EdgefleetError) -> JSONResponse:
 async def _signed(request: Request) -> SignedRequest:
     # Bodies are read before authentication, so their size is capped first: by the declared
     # length, and by counting as they arrive (a chunked body declares none).
-    too_big = InvalidArgument(f"request body over {MAX_BODY_BYTES} bytes; send fewer metrics "
-                              "per heartbeat")
-    if int(request.headers.get("content-length") or 0) > MAX_BODY_BYTES:
-        raise too_big
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            raise too_big
-        chunks.append(chunk)
+    try:
+        body = await read_bounded(request.headers.get("content-length"), request.stream(),
+                                  MAX_BODY_BYTES)
+    except BodyTooLarge:
+        raise InvalidArgument(f"request body over {MAX_BODY_BYTES} bytes; send fewer metrics "
+                              "per heartbeat") from None
     raw_path = request.scope.get("raw_path") or request.url.path.encode()
     return SignedRequest(method=request.method, raw_path=raw_path.decode("latin-1"),
                          query=request.scope.get("query_string", b"").decode("latin-1"),
-                         headers=dict(request.headers), body=b"".join(chunks))
+                         headers=dict(request.headers), body=body)
 
 
 def _parse(model: type[_Body], body: bytes) -> _Body:
