@@ -34,6 +34,7 @@ import yaml  # type: ignore[import-untyped]  # PyYAML: a dependency of the dev e
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from support.agent_process import AgentProcess, short_socket_dir
 from support.credentials import TOKEN, CredentialsEndpoint
+from support.greengrass import as_text
 from support.models import affine_reference
 from support.packages import Packages
 from support.polling import wait_for
@@ -50,18 +51,6 @@ THING = "turbine-r80711"
 
 
 # -- what the Greengrass nucleus does ------------------------------------------------------------
-def as_text(value: object) -> str:
-    """A configuration value as the nucleus interpolates it: a value node's text (Jackson's
-    ``asText``), a container as compact JSON with sorted keys."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if value is None:
-        return "null"
-    if isinstance(value, dict | list):
-        return json.dumps(value, separators=(",", ":"), sort_keys=True)
-    return str(value)
-
-
 def interpolate(text: str, configuration: Mapping[str, Any], *, work: Path,
                 artifacts: Path) -> str:
     """Replace the recipe variables in ``text`` as the nucleus does (an unknown configuration

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import yaml  # type: ignore[import-untyped]  # PyYAML, in the dev extra
+from support.greengrass import as_text
 
 from edgefleet.agent.config import AgentConfig
 from edgefleet.agent.greengrass import (
@@ -39,18 +40,6 @@ def refused(**parameters: object) -> str:
     with pytest.raises(ConfigError) as error:
         agent_config_from_greengrass({**REQUIRED, **parameters}, work_dir=WORK, environ=ENVIRON)
     return error.value.message
-
-
-def as_text(value: object) -> str:
-    """A configuration value as Greengrass interpolates it (Jackson's ``asText``; a container
-    as its compact JSON)."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if value is None:
-        return "null"
-    if isinstance(value, dict | list):
-        return json.dumps(value, separators=(",", ":"), sort_keys=True)
-    return str(value)
 
 
 # -- the mapping -------------------------------------------------------------------------------
