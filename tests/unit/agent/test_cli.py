@@ -10,13 +10,10 @@ import re
 import shutil
 import sys
 from collections.abc import Iterator
-from concurrent import futures
 from pathlib import Path
 
-import grpc
 import pytest
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from support.agent_process import short_socket_dir
+from support.health import health_server
 
 from edgefleet.agent import cli
 from edgefleet.agent.systemd import UnitOptions, render_unit
@@ -183,17 +180,8 @@ def test_enable_runs_systemctl_only_when_asked(tmp_path: Path, monkeypatch: pyte
 # -- health ----------------------------------------------------------------------------------
 @pytest.fixture()
 def serving_socket() -> Iterator[Path]:
-    folder = short_socket_dir()
-    path = folder / "agent.sock"
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
-    servicer = health.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
-    assert server.add_insecure_port(f"unix:{path}")
-    server.start()
-    servicer.set("", health_pb2.HealthCheckResponse.SERVING)
-    yield path
-    server.stop(0).wait()
-    shutil.rmtree(folder)
+    with health_server() as (path, _):
+        yield path
 
 
 def test_health_of_a_serving_socket(serving_socket: Path,

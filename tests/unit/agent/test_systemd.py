@@ -18,13 +18,12 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from concurrent import futures
 from pathlib import Path
 
-import grpc
 import pytest
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1 import health, health_pb2
 from support.agent_process import short_socket_dir
+from support.health import health_server as serving_health
 from support.polling import wait_for
 
 from edgefleet.agent.config import AgentConfig
@@ -219,19 +218,10 @@ def test_without_a_watchdog_the_thread_ends_after_ready(listener: tuple[Listener
 
 
 # -- health -----------------------------------------------------------------------------------
-@pytest.fixture()
-def health_server() -> Iterator[tuple[Path, health.HealthServicer]]:
-    folder = short_socket_dir()
-    path = folder / "agent.sock"
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
-    servicer = health.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
-    assert server.add_insecure_port(f"unix:{path}")
-    server.start()
-    servicer.set("", health_pb2.HealthCheckResponse.SERVING)
-    yield path, servicer
-    server.stop(0).wait()
-    shutil.rmtree(folder)
+@pytest.fixture(name="health_server")
+def _health_server() -> Iterator[tuple[Path, health.HealthServicer]]:
+    with serving_health() as served:
+        yield served
 
 
 def test_health_of_a_serving_agent(health_server: tuple[Path, health.HealthServicer]) -> None:
