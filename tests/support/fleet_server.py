@@ -7,6 +7,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -125,10 +126,19 @@ def run_stage(server: Server, plan: str, stage: str, devices: int) -> Any:
 
 
 def version(agent: AgentProcess) -> str:
-    model = agent.stub.DescribeModel(pb.DescribeModelRequest(name="affine")).model
-    listed = {m.name: m for m in agent.stub.ListModels(pb.ListModelsRequest()).models}
-    assert set(listed) == {"affine"}
-    assert listed["affine"].url == model.url
+    """The version of "affine" the agent serves, as DescribeModel and ListModels both report it.
+
+    The two are separate calls, so a swap can land between them; they are read again until
+    they agree (a swap takes far less than the five tries), and an assertion fails if they never do.
+    """
+    for _ in range(5):
+        model = agent.stub.DescribeModel(pb.DescribeModelRequest(name="affine")).model
+        listed = {m.name: m for m in agent.stub.ListModels(pb.ListModelsRequest()).models}
+        assert set(listed) == {"affine"}
+        if listed["affine"].url == model.url:
+            break
+        time.sleep(0.05)
+    assert listed["affine"].url == model.url, (listed["affine"].url, model.url)
     # Deployed models load from their package archive, named <model name>-<version>.tar.gz.
     return Path(model.url).name.removesuffix(".tar.gz").split("-")[1]
 
