@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import ssl
@@ -44,7 +45,8 @@ def free_port() -> int:
 
 
 def start_server(data_dir: Path, port: int, log: Path, *,
-                 database_url: str | None = None, tls: ServerCertificate | None = None) -> Server:
+                 database_url: str | None = None, tls: ServerCertificate | None = None,
+                 env: dict[str, str] | None = None, args: tuple[str, ...] = ()) -> Server:
     """Start ``edgefleet server`` on 127.0.0.1:``port`` and wait until it is healthy.
 
     Args:
@@ -52,6 +54,10 @@ def start_server(data_dir: Path, port: int, log: Path, *,
             ``database_url`` names another).
         log: file that receives its output (appended).
         tls: serve HTTPS with this certificate (the admin client trusts its CA).
+        env: extra environment of the server process (``EDGEFLEET_SERVER_*`` settings, the
+            ``AWS_*`` variables its boto3 reads source models with).
+        args: more options of ``edgefleet server`` (``--region``: the command's defaults
+            override ``EDGEFLEET_SERVER_*`` variables of the same settings).
     """
     database = ["--database-url", database_url] if database_url else []
     if tls is not None:
@@ -59,7 +65,8 @@ def start_server(data_dir: Path, port: int, log: Path, *,
     with log.open("ab") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "edgefleet.fleet", "server", "--port", str(port),
-             "--data-dir", str(data_dir), *database], stdout=out, stderr=subprocess.STDOUT)
+             "--data-dir", str(data_dir), *database, *args], stdout=out, stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})})
     url = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
     verify: str | bool = str(tls.ca) if tls else True
     try:
@@ -96,7 +103,14 @@ def register(server: Server, name: str, workdir: Path, certs: Path,
     """Register a device; its agent config as the server wrote it, plus fast test timings."""
     answer = server.admin.register_device({"name": name, "fleet": FLEET,
                                            "root_certs_path": str(certs)})
-    return {**answer["agent_config"],
+    return fast_agent_config(answer["agent_config"], workdir, **keys)
+
+
+def fast_agent_config(agent_config: dict[str, Any], workdir: Path,
+                      **keys: Any) -> dict[str, Any]:
+    """An agent config as the server wrote it, with its data in ``workdir`` and fast test
+    timings (polls, heartbeats and the health window under a second)."""
+    return {**agent_config,
             "sagemaker_edge_local_data_root_path": str(workdir / "data"),
             "sagemaker_edge_model_deployment_max_retry": 1,
             "edgefleet_deployment_poll_seconds": 0.3,

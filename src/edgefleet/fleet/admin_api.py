@@ -28,7 +28,17 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from edgefleet.fleet import bootstrap, fleets, notify, packaging, reports, rollout, schemas
+from edgefleet.fleet import (
+    bootstrap,
+    compilation,
+    fleets,
+    notify,
+    operator_keys,
+    packaging,
+    reports,
+    rollout,
+    schemas,
+)
 from edgefleet.fleet.crypto import token_hash
 from edgefleet.fleet.db.models import AdminToken
 from edgefleet.fleet.sigv4 import Unauthenticated
@@ -129,6 +139,15 @@ def describe_fleet(name: str, session: ReadSession) -> schemas.FleetOut:
     return fleets.describe_fleet(session, name)
 
 
+@router.patch("/fleets/{name}", tags=["fleets"])
+def update_fleet(name: str, spec: schemas.FleetUpdate, request: Request,
+                 session: WriteSession) -> schemas.FleetOut:
+    """Change a fleet's description, output location, role ARN, KMS key or IoT role alias."""
+    settings = request.app.state.context.settings
+    return fleets.update_fleet(session, name, spec, region=settings.region,
+                               account_id=settings.account_id)
+
+
 @router.delete("/fleets/{name}", status_code=204, tags=["fleets"])
 def delete_fleet(name: str, session: WriteSession) -> None:
     """Delete an empty fleet (409 while devices or plans refer to it)."""
@@ -172,6 +191,23 @@ def describe_device(name: str, session: ReadSession) -> schemas.DeviceOut:
     return fleets.describe_device(session, name)
 
 
+@router.post("/devices/{name}/credentials", tags=["devices"])
+def issue_credentials(name: str, request: Request, session: WriteSession,
+                      spec: schemas.CredentialsRequest | None = None
+                      ) -> schemas.DeviceRegistered:
+    """New credentials for a device (the old ones stop working) and its agent config: how a
+    device registered through the sagemaker API gets its config, and how a secret rotates."""
+    context = request.app.state.context
+    settings = context.settings
+    old, issued = fleets.issue_credentials(
+        session, context.key, name, endpoint=context.base_url(request), region=settings.region,
+        root_certs_path=(spec or schemas.CredentialsRequest()).root_certs_path,
+        poll_seconds=settings.agent_deployment_poll_seconds, mqtt_url=settings.mqtt_url,
+        mqtt_topic_prefix=settings.mqtt_topic_prefix)
+    context.credentials.forget(old)
+    return issued
+
+
 @router.delete("/devices/{name}", status_code=204, tags=["devices"])
 def deregister_device(name: str, request: Request, session: WriteSession) -> None:
     """Deregister a device; its credentials stop working (on other server instances once
@@ -211,6 +247,51 @@ def describe_packaging_job(name: str, session: ReadSession) -> schemas.Packaging
     return packaging.describe_job(session, name)
 
 
+# -- compilation jobs ------------------------------------------------------------------------------
+
+@router.post("/compilation-jobs", status_code=201, tags=["packaging"])
+def create_compilation_job(spec: schemas.CompilationCreate,
+                           request: Request) -> schemas.CompilationJobOut:
+    """Read an ONNX model from S3, check that ONNX Runtime loads it, keep it for packaging
+    (a model that cannot be read or loaded gives a FAILED job with the reason)."""
+    context = request.app.state.context
+    return compilation.create_job(context.sessions, context.store, spec,
+                                  source_endpoint_url=context.settings.source_s3_endpoint_url)
+
+
+@router.get("/compilation-jobs", tags=["packaging"])
+def list_compilation_jobs(session: ReadSession) -> list[schemas.CompilationJobOut]:
+    """Every compilation job, newest first."""
+    return compilation.list_jobs(session)
+
+
+@router.get("/compilation-jobs/{name}", tags=["packaging"])
+def describe_compilation_job(name: str, session: ReadSession) -> schemas.CompilationJobOut:
+    """A compilation job."""
+    return compilation.describe_job(session, name)
+
+
+# -- operator keys (the sagemaker API's credentials) -----------------------------------------------
+
+@router.post("/operator-keys", status_code=201, tags=["operator keys"])
+def create_operator_key(spec: schemas.OperatorKeyCreate, request: Request,
+                        session: WriteSession) -> schemas.OperatorKeyCreated:
+    """A new operator key for boto3's sagemaker client (the secret is shown only here)."""
+    return operator_keys.create_key(session, request.app.state.context.key, spec.description)
+
+
+@router.get("/operator-keys", tags=["operator keys"])
+def list_operator_keys(session: ReadSession) -> list[schemas.OperatorKeyOut]:
+    """Every operator key, without secrets."""
+    return operator_keys.list_keys(session)
+
+
+@router.delete("/operator-keys/{access_key_id}", tags=["operator keys"])
+def revoke_operator_key(access_key_id: str, session: WriteSession) -> schemas.OperatorKeyOut:
+    """Revoke an operator key: requests it signs are refused from now on."""
+    return operator_keys.revoke_key(session, access_key_id)
+
+
 # -- deployment plans and stages ------------------------------------------------------------------
 
 @router.post("/deployment-plans", status_code=201, tags=["rollout"])
@@ -241,6 +322,12 @@ def delete_plan(name: str, session: WriteSession) -> None:
 def add_stage(name: str, spec: schemas.StageSpec, session: WriteSession) -> schemas.PlanOut:
     """Append a stage to a plan."""
     return rollout.add_stage(session, name, spec)
+
+
+@router.delete("/deployment-plans/{name}/stages/{stage}", status_code=204, tags=["rollout"])
+def delete_stage(name: str, stage: str, session: WriteSession) -> None:
+    """Delete a stage that is not in progress."""
+    rollout.delete_stage(session, name, stage)
 
 
 @router.post("/deployment-plans/{name}/stages/{stage}/start", tags=["rollout"])

@@ -9,27 +9,29 @@ from __future__ import annotations
 import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 
 import grpc
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.orm import Session, sessionmaker
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 import edgefleet
 from edgefleet.errors import EdgefleetError
 from edgefleet.fleet import admin_api, edge_api, schemas
+from edgefleet.fleet.context import Context
 from edgefleet.fleet.crypto import ServerKey
+from edgefleet.fleet.dashboard import router as dashboard_router
 from edgefleet.fleet.db.engine import make_engine, make_sessionmaker
 from edgefleet.fleet.edge import CredentialCache
 from edgefleet.fleet.heartbeats import HeartbeatWriter
+from edgefleet.fleet.history import HistoryPolicy
 from edgefleet.fleet.limits import AuthFailureLimit, BodyLimit
-from edgefleet.fleet.notify import MqttNotifier, make_notifier
+from edgefleet.fleet.notify import make_notifier
+from edgefleet.fleet.sagemaker_api import routes as sagemaker_api
 from edgefleet.fleet.settings import ServerSettings
-from edgefleet.fleet.storage import ObjectStore, open_object_store
+from edgefleet.fleet.storage import open_object_store
 
 #: HTTP status per error code (the codes edgefleet.errors attaches to each error class).
 HTTP_STATUS = {
@@ -43,30 +45,6 @@ HTTP_STATUS = {
     grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
     grpc.StatusCode.UNAVAILABLE: 503,
 }
-
-
-@dataclass(frozen=True)
-class Context:
-    """What request handlers need: settings, database, server key, object store, the device
-    credential cache, the heartbeat writer, the MQTT notifier of stage starts (None: off) and
-    the count of failed authentications per client address."""
-
-    settings: ServerSettings
-    sessions: sessionmaker[Session]
-    key: ServerKey
-    store: ObjectStore
-    credentials: CredentialCache
-    heartbeats: HeartbeatWriter
-    notifier: MqttNotifier | None = None
-    auth_failures: AuthFailureLimit = field(default_factory=lambda: AuthFailureLimit(20))
-
-    def client_address(self, request: Request) -> str:
-        """The address failed authentications are counted by (the TCP peer)."""
-        return request.client.host if request.client else "unknown"
-
-    def base_url(self, request: Request) -> str:
-        """The URL devices reach this server at: ``public_url`` or the request's own base."""
-        return (self.settings.public_url or str(request.base_url)).rstrip("/")
 
 
 def _invalid_request(_request: Request, exc: Exception) -> JSONResponse:
@@ -121,7 +99,8 @@ def create_app(settings: ServerSettings) -> FastAPI:
         store=open_object_store(settings.object_store, data_dir),
         credentials=CredentialCache(settings.credential_cache_seconds),
         auth_failures=AuthFailureLimit(settings.auth_failures_per_minute),
-        heartbeats=HeartbeatWriter(sessions, interval_seconds=settings.heartbeat_batch_seconds),
+        heartbeats=HeartbeatWriter(sessions, interval_seconds=settings.heartbeat_batch_seconds,
+                                   history=HistoryPolicy.from_settings(settings)),
         notifier=make_notifier(settings.mqtt_url, settings.mqtt_topic_prefix))
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -143,6 +122,8 @@ def create_app(settings: ServerSettings) -> FastAPI:
     app.include_router(admin_api.public)
     app.include_router(admin_api.router)
     app.include_router(edge_api.router)
+    app.include_router(dashboard_router)
+    app.include_router(sagemaker_api.router)
     return app
 
 

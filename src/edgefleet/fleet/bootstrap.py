@@ -34,14 +34,17 @@ _ROOT_KEY = "root_key_pem"
 _SIGNING_CERT = "signing_cert_pem"
 _SIGNING_KEY = "signing_key_pem"
 _TOKEN_MADE = "admin_token_created"
+_OPERATOR_KEY_MADE = "operator_key_created"
 _ENCRYPTED = {_KEY_CHECK, _ROOT_KEY, _SIGNING_KEY}
 
 
 @dataclass(frozen=True)
 class FirstStart:
-    """What :func:`prepare` created; ``admin_token_file`` is set only when a token was made."""
+    """What :func:`prepare` created; ``admin_token_file`` (``operator_credentials_file``) is
+    set only when a token (an operator key) was made."""
 
     admin_token_file: Path | None
+    operator_credentials_file: Path | None = None
 
 
 def _put(sessions: sessionmaker[Session], key: ServerKey, name: str, value: bytes) -> bool:
@@ -102,6 +105,25 @@ def _create_admin_token(sessions: sessionmaker[Session], path: Path) -> Path | N
     return path
 
 
+def _create_operator_key(sessions: sessionmaker[Session], key: ServerKey,
+                         path: Path) -> Path | None:
+    from edgefleet.fleet import operator_keys
+
+    with sessions() as session:
+        if session.get(ServerState, _OPERATOR_KEY_MADE) is not None:
+            return None
+    try:
+        with sessions.begin() as session:
+            # As for the admin token, the marker row makes exactly one concurrent start win.
+            session.add(ServerState(name=_OPERATOR_KEY_MADE, value=b"1"))
+            session.flush()
+            created = operator_keys.create_key(session, key, "created at first start")
+            operator_keys.write_private(path, operator_keys.credentials_file_text(created))
+    except IntegrityError:
+        return None
+    return path
+
+
 def rotate_admin_token(engine: Engine, path: Path) -> int:
     """Replace every admin token by a new one, written to ``path`` (mode 0600).
 
@@ -153,13 +175,17 @@ def _create_signing_keys(sessions: sessionmaker[Session], key: ServerKey) -> Non
         log.info("another instance created the package-signing key first; using it")
 
 
-def prepare(engine: Engine, key: ServerKey, admin_token_file: Path) -> FirstStart:
+def prepare(engine: Engine, key: ServerKey, admin_token_file: Path,
+            operator_credentials_file: Path | None = None) -> FirstStart:
     """Migrate the database and create whatever a first start creates.
 
     Args:
         engine: the database.
         key: the server key (checked against the database, which remembers the first one).
         admin_token_file: where a new admin token is written (mode 0600), if one is created.
+        operator_credentials_file: where the first operator key of the sagemaker API is
+            written (mode 0600, AWS shared-credentials format), if one is created (default:
+            beside ``admin_token_file``, named ``operator-credentials``).
 
     Raises:
         FailedPrecondition: the server key is not the one this database was set up with.
@@ -170,4 +196,6 @@ def prepare(engine: Engine, key: ServerKey, admin_token_file: Path) -> FirstStar
     with sessions() as session:
         read_state(session, key, _KEY_CHECK)
     _create_signing_keys(sessions, key)
-    return FirstStart(admin_token_file=_create_admin_token(sessions, admin_token_file))
+    operators = operator_credentials_file or admin_token_file.with_name("operator-credentials")
+    return FirstStart(admin_token_file=_create_admin_token(sessions, admin_token_file),
+                      operator_credentials_file=_create_operator_key(sessions, key, operators))

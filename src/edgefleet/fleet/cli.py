@@ -91,9 +91,11 @@ def server(
     workers: Annotated[int, typer.Option(min=1, help="uvicorn worker processes.")] = 1,
     public_url: Annotated[str | None, typer.Option(
         help="URL devices reach this server at (default: taken from each request).")] = None,
-    region: str = "us-east-1",
-    connected_window_seconds: Annotated[float, typer.Option(
-        help="Heartbeat age, in seconds, up to which a device counts as connected.")] = 600.0,
+    region: Annotated[str | None, typer.Option(
+        help="Region of agent configs and ARNs (default us-east-1).")] = None,
+    connected_window_seconds: Annotated[float | None, typer.Option(
+        help="Heartbeat age, in seconds, up to which a device counts as connected "
+             "(default 600).")] = None,
     server_key_file: Annotated[Path | None, typer.Option(
         help="Key encrypting secrets at rest (default: <data-dir>/server.key).")] = None,
     admin_token_file: Annotated[Path | None, typer.Option(
@@ -145,7 +147,8 @@ def server(
     settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     engine = make_engine(settings.resolved_database_url())
     first = prepare(engine, ServerKey.load_or_create(settings.resolved_server_key_file()),
-                    settings.resolved_admin_token_file())
+                    settings.resolved_admin_token_file(),
+                    settings.resolved_operator_credentials_file())
     engine.dispose()
     if first.admin_token_file is not None:
         # Shown once, and only on a terminal: never into a log file or the journal.
@@ -154,6 +157,10 @@ def server(
             typer.echo(f"admin token (shown once): {token}", err=True)
         typer.echo(f"admin token created and written to {first.admin_token_file} (mode 0600); "
                    "keep it safe", err=True)
+    if first.operator_credentials_file is not None:
+        typer.echo(f"operator key of the sagemaker API (boto3) written to "
+                   f"{first.operator_credentials_file} (mode 0600; use it with "
+                   f"AWS_SHARED_CREDENTIALS_FILE={first.operator_credentials_file})", err=True)
     uvicorn.run("edgefleet.fleet.app:create_app_from_env", factory=True, host=host, port=port,
                 workers=workers, access_log=access_log, log_level=log_level,
                 log_config=_server_log_config(log_level),
@@ -286,6 +293,11 @@ def device_register(
             (root_certs_dir / "edgefleet-root.pem").write_bytes(client.root_certificate())
             spec["root_certs_path"] = str(root_certs_dir.resolve())
         answer = client.register_device(spec)
+    _write_agent_config(name, answer, agent_config)
+
+
+def _write_agent_config(name: str, answer: dict[str, Any], agent_config: Path | None) -> None:
+    """Print a registration answer, or write its agent config to ``agent_config`` (0600)."""
     if agent_config is None:
         _print(answer)
         return
@@ -301,6 +313,30 @@ def device_register(
                    "the device's secret key: add it to .gitignore (or write it outside the "
                    "repository) so it is never committed", err=True)
     _print(answer["device"])
+
+
+@device_app.command("credentials")
+def device_credentials(
+    name: str,
+    agent_config: Annotated[Path | None, typer.Option(
+        help="Write the device's agent config (with its new credentials) here, mode 0600.")
+    ] = None,
+    root_certs_dir: Annotated[Path | None, typer.Option(
+        help="Write the package-signing root certificate into this folder and point the "
+             "agent config at it.")] = None,
+    server: ServerUrl = DEFAULT_SERVER, token: Token = None,
+) -> None:
+    """New credentials for a device, and its agent config: for devices registered through
+    the sagemaker API (which returns no secrets), or to rotate a leaked secret (the old one
+    stops working at once)."""
+    with _client(server, token) as client:
+        root_certs_path = None
+        if root_certs_dir is not None:
+            root_certs_dir.mkdir(parents=True, exist_ok=True)
+            (root_certs_dir / "edgefleet-root.pem").write_bytes(client.root_certificate())
+            root_certs_path = str(root_certs_dir.resolve())
+        answer = client.issue_credentials(name, root_certs_path)
+    _write_agent_config(name, answer, agent_config)
 
 
 @device_app.command("deregister")
@@ -502,6 +538,48 @@ def admin_rotate_token(
     typer.echo(json.dumps({"admin_token_file": str(path), "revoked_tokens": revoked}))
 
 
+# -- operator keys --------------------------------------------------------------------------------
+
+operator_key_app = typer.Typer(help="Operator keys of the sagemaker API (boto3 scripts).",
+                               no_args_is_help=True)
+
+
+@operator_key_app.command("create")
+def operator_key_create(
+    description: str = "",
+    out: Annotated[Path | None, typer.Option(
+        help="Write the key here in AWS shared-credentials format (profile default), mode "
+             "0600, instead of printing it.")] = None,
+    server: ServerUrl = DEFAULT_SERVER, token: Token = None,
+) -> None:
+    """Create an operator key (the secret is shown once)."""
+    from edgefleet.fleet import operator_keys, schemas
+
+    with _client(server, token) as client:
+        created = client.create_operator_key(description)
+    if out is None:
+        _print(created)
+        return
+    operator_keys.write_private(out, operator_keys.credentials_file_text(
+        schemas.OperatorKeyCreated.model_validate(created)))
+    typer.echo(f"wrote {out} (mode 0600); use it with AWS_SHARED_CREDENTIALS_FILE={out}",
+               err=True)
+    _print({k: v for k, v in created.items() if k != "secret_access_key"})
+
+
+@operator_key_app.command("list")
+def operator_key_list(server: ServerUrl = DEFAULT_SERVER, token: Token = None) -> None:
+    """List operator keys (never their secrets)."""
+    _run(server, token, lambda c: c.list_operator_keys())
+
+
+@operator_key_app.command("revoke")
+def operator_key_revoke(access_key_id: str, server: ServerUrl = DEFAULT_SERVER,
+                        token: Token = None) -> None:
+    """Revoke an operator key: requests it signs are refused from now on."""
+    _run(server, token, lambda c: c.revoke_operator_key(access_key_id))
+
+
 def add_commands(app: typer.Typer) -> None:
     """Add ``server``, ``report`` and the ``fleet``, ``device``, ``packaging``, ``plan``,
     ``stage`` and ``admin`` groups to the umbrella ``edgefleet`` command."""
@@ -513,6 +591,7 @@ def add_commands(app: typer.Typer) -> None:
     app.add_typer(plan_app, name="plan")
     app.add_typer(stage_app, name="stage")
     app.add_typer(admin_app, name="admin")
+    app.add_typer(operator_key_app, name="operator-key")
 
 
 def main() -> None:

@@ -157,3 +157,40 @@ class AdminClient:
     def stage_devices(self, plan: str, stage: str) -> Any:
         """GET /api/v1/deployment-plans/{plan}/stages/{stage}/devices."""
         return self._call("GET", f"/api/v1/deployment-plans/{_q(plan)}/stages/{_q(stage)}/devices")
+
+    def update_fleet(self, name: str, spec: dict[str, Any]) -> Any:
+        """PATCH /api/v1/fleets/{name} (fields of ``schemas.FleetUpdate``)."""
+        return self._call("PATCH", f"/api/v1/fleets/{_q(name)}", json=spec)
+
+    def issue_credentials(self, name: str, root_certs_path: str | None = None) -> Any:
+        """POST /api/v1/devices/{name}/credentials: new credentials and agent config."""
+        body = {"root_certs_path": root_certs_path} if root_certs_path else None
+        return self._call("POST", f"/api/v1/devices/{_q(name)}/credentials", json=body)
+
+    def create_compilation_job(self, spec: dict[str, Any]) -> Any:
+        """POST /api/v1/compilation-jobs (fields of ``schemas.CompilationCreate``)."""
+        return self._call("POST", "/api/v1/compilation-jobs", json=spec)
+
+    def describe_compilation_job(self, name: str) -> Any:
+        """GET /api/v1/compilation-jobs/{name}."""
+        return self._call("GET", f"/api/v1/compilation-jobs/{_q(name)}")
+
+    def list_compilation_jobs(self) -> Any:
+        """GET /api/v1/compilation-jobs."""
+        return self._call("GET", "/api/v1/compilation-jobs")
+
+    def delete_stage(self, plan: str, stage: str) -> None:
+        """DELETE /api/v1/deployment-plans/{plan}/stages/{stage}."""
+        self._call("DELETE", f"/api/v1/deployment-plans/{_q(plan)}/stages/{_q(stage)}")
+
+    def create_operator_key(self, description: str = "") -> Any:
+        """POST /api/v1/operator-keys: a new key, with its secret (shown only here)."""
+        return self._call("POST", "/api/v1/operator-keys", json={"description": description})
+
+    def list_operator_keys(self) -> Any:
+        """GET /api/v1/operator-keys."""
+        return self._call("GET", "/api/v1/operator-keys")
+
+    def revoke_operator_key(self, access_key_id: str) -> Any:
+        """DELETE /api/v1/operator-keys/{access_key_id}."""
+        return self._call("DELETE", f"/api/v1/operator-keys/{_q(access_key_id)}")

@@ -70,9 +70,14 @@ class ServerKey:
                 "sharing the database must use the same --server-key-file") from exc
 
 
-def new_access_key_id() -> str:
-    """A new device access key id: 20 characters, ``EFDV`` + 16 random base32 characters."""
-    return _ACCESS_KEY_PREFIX + "".join(secrets.choice(_ALPHABET) for _ in range(16))
+#: Operator access keys (the sagemaker API's) start with "EFOP", devices' with "EFDV".
+OPERATOR_KEY_PREFIX = "EFOP"
+
+
+def new_access_key_id(prefix: str = _ACCESS_KEY_PREFIX) -> str:
+    """A new access key id: 20 characters, ``prefix`` (default ``EFDV``, a device's; operator
+    keys use :data:`OPERATOR_KEY_PREFIX`) + 16 random base32 characters."""
+    return prefix + "".join(secrets.choice(_ALPHABET) for _ in range(20 - len(prefix)))
 
 
 def new_secret(nbytes: int = 30) -> str:

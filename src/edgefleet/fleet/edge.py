@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import bindparam, delete, insert, select, text, update
 from sqlalchemy.orm import Session
 
-from edgefleet.fleet import rollout, schemas
+from edgefleet.fleet import history, rollout, schemas
 from edgefleet.fleet.crypto import ServerKey
 from edgefleet.fleet.db.models import Base, Device, Fleet
 from edgefleet.fleet.sigv4 import (
@@ -160,10 +160,13 @@ def _metrics(metrics: list[schemas.EdgeMetric]) -> list[dict[str, Any]]:
     return [m.model_dump(exclude_none=True) for m in metrics]
 
 
-def write_heartbeats(session: Session, received: Sequence[ReceivedHeartbeat]) -> None:
+def write_heartbeats(session: Session, received: Sequence[ReceivedHeartbeat],
+                     samples: history.HistoryPruner | None = None) -> None:
     """Store heartbeats (at most one per device): agent version and metrics, the models each
     device runs (replacing its previous list), and DeploymentResults. Heartbeats of devices
-    deregistered meanwhile are dropped.
+    deregistered meanwhile are dropped. With ``samples``, a device's first heartbeat of each
+    sampling period also goes into the heartbeat history (one bulk insert for the batch), and
+    expired history is pruned now and then (see :mod:`edgefleet.fleet.history`).
 
     On PostgreSQL a batch without DeploymentResults commits asynchronously
     (``synchronous_commit = off``): a crash of the database may lose the last heartbeats, which
@@ -174,8 +177,12 @@ def write_heartbeats(session: Session, received: Sequence[ReceivedHeartbeat]) ->
         session.execute(text("SET LOCAL synchronous_commit = off"))
     # Row locks (PostgreSQL) in id order keep a concurrent deregistration from deleting a
     # device between this check and the model inserts, without deadlocks between instances.
-    alive = set(session.scalars(select(Device.id).where(
-        Device.id.in_([r.device_id for r in received])).order_by(Device.id).with_for_update()))
+    # The previous heartbeat times come with the same query: they decide the history samples.
+    previous: dict[int, float | None] = {device_id: at for device_id, at in session.execute(
+        select(Device.id, Device.last_heartbeat_at).where(
+            Device.id.in_([r.device_id for r in received])).order_by(Device.id)
+        .with_for_update())}
+    alive = set(previous)
     kept = [r for r in received if r.device_id in alive]
     if not kept:
         return
@@ -195,6 +202,13 @@ def write_heartbeats(session: Session, received: Sequence[ReceivedHeartbeat]) ->
         for r in kept for m in {m.ModelName: m for m in r.beat.Models if m.ModelName}.values()]
     if models:
         session.execute(insert(device_models), models)
+    if samples is not None:
+        rows = [history.sample_row(r.device_id, r.beat, r.received_at, previous[r.device_id])
+                for r in kept
+                if samples.policy.is_sample(r.received_at, previous[r.device_id])]
+        if rows:
+            session.execute(insert(Base.metadata.tables["heartbeat_samples"]), rows)
+        samples.maybe_prune(session, max(r.received_at for r in kept))
     for r in kept:
         if r.beat.DeploymentResult is not None:
             rollout.record_result(session, r.device_id, r.beat.DeploymentResult, r.received_at)

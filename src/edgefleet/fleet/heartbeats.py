@@ -20,6 +20,7 @@ from concurrent.futures import Future
 from sqlalchemy.orm import Session, sessionmaker
 
 from edgefleet.fleet.edge import ReceivedHeartbeat, write_heartbeats
+from edgefleet.fleet.history import HistoryPolicy, HistoryPruner
 
 log = logging.getLogger(__name__)
 
@@ -32,11 +33,13 @@ class HeartbeatWriter:
         interval_seconds: how long the oldest queued heartbeat waits for others to share its
             transaction (0: no waiting; batches then form only while a write is running).
         max_batch: flush earlier once this many devices are queued.
+        history: how heartbeats are sampled into the heartbeat history and how long they stay.
     """
 
     def __init__(self, sessions: sessionmaker[Session], *, interval_seconds: float,
-                 max_batch: int = 2000) -> None:
+                 max_batch: int = 2000, history: HistoryPolicy | None = None) -> None:
         self._sessions = sessions
+        self._history = HistoryPruner(history or HistoryPolicy())
         self._interval = interval_seconds
         self._max_batch = max_batch
         self._queue: dict[int, tuple[ReceivedHeartbeat, Future[None]]] = {}
@@ -97,7 +100,7 @@ class HeartbeatWriter:
     def _write(self, batch: list[tuple[ReceivedHeartbeat, Future[None]]]) -> None:
         try:
             with self._sessions.begin() as session:
-                write_heartbeats(session, [received for received, _ in batch])
+                write_heartbeats(session, [received for received, _ in batch], self._history)
         except Exception as exc:  # the database failed: every waiting request must hear it
             log.error("writing %d heartbeats failed: %s", len(batch), exc)
             for _, done in batch:

@@ -8,6 +8,7 @@ with ONNX Runtime, signs its manifest with the server's signing key, and the arc
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import logging
 import tempfile
@@ -30,8 +31,9 @@ from edgefleet.fleet.bootstrap import signing_identity
 from edgefleet.fleet.crypto import ServerKey
 from edgefleet.fleet.db.models import PackagingJob
 from edgefleet.fleet.storage import ObjectStore
+from edgefleet.package.archive import read_members
 from edgefleet.package.build import build_signed
-from edgefleet.package.manifest import check_model_name, check_model_version
+from edgefleet.package.manifest import SIGNATURE_NAME, check_model_name, check_model_version
 from edgefleet.package.signing import parse_signing_identity
 
 log = logging.getLogger(__name__)
@@ -44,7 +46,9 @@ def job_out(job: PackagingJob) -> schemas.PackagingJobOut:
         status="COMPLETED" if job.status == "COMPLETED" else "FAILED",
         status_message=job.status_message, artifact=job.artifact_key,
         checksum_sha1=job.checksum_sha1, size_bytes=job.size_bytes, created_at=job.created_at,
-        completed_at=job.completed_at)
+        completed_at=job.completed_at, compilation_job_name=job.compilation_job_name,
+        role_arn=job.role_arn, output_location=job.output_location, kms_key_id=job.kms_key_id,
+        resource_key=job.resource_key, signature=job.signature, tags=job.tags or {})
 
 
 def get_job(session: Session, name: str) -> PackagingJob:
@@ -65,8 +69,9 @@ def _sha1(path: Path) -> str:
 
 
 def create_job(sessions: sessionmaker[Session], key: ServerKey, store: ObjectStore, *,
-               name: str, model_name: str, model_version: str,
-               model_path: Path) -> schemas.PackagingJobOut:
+               name: str, model_name: str, model_version: str, model_path: Path,
+               options: schemas.PackagingOptions | None = None,
+               compilation_job_name: str | None = None) -> schemas.PackagingJobOut:
     """Build, sign and store a package; record the job as COMPLETED or FAILED.
 
     A model that cannot be packaged (not ONNX, unsupported dtypes) gives a FAILED job whose
@@ -80,6 +85,8 @@ def create_job(sessions: sessionmaker[Session], key: ServerKey, store: ObjectSto
         model_name: the package's model name (``^[a-zA-Z0-9](-*[a-zA-Z0-9])*$``).
         model_version: the package's version (e.g. ``1.0``).
         model_path: the uploaded ONNX file.
+        options: SageMaker's members (role, output location, keys, tags), kept and shown.
+        compilation_job_name: the compilation job the model came from, if any.
 
     Raises:
         InvalidArgument: bad model name or version.
@@ -100,8 +107,12 @@ def create_job(sessions: sessionmaker[Session], key: ServerKey, store: ObjectSto
     except InvalidArgument as exc:  # the server's state, not the uploaded model, is at fault
         raise FailedPrecondition(f"cannot sign packages: {exc.message}; the server's signing "
                                  f"key in the database is damaged") from None
+    extra = options or schemas.PackagingOptions()
     job = PackagingJob(name=name, model_name=model_name, model_version=model_version,
-                       status="FAILED", status_message="", created_at=time.time())
+                       status="FAILED", status_message="", created_at=time.time(),
+                       compilation_job_name=compilation_job_name, role_arn=extra.role_arn,
+                       output_location=extra.output_location, kms_key_id=extra.kms_key_id,
+                       resource_key=extra.resource_key, tags=extra.tags or None)
     with tempfile.TemporaryDirectory(prefix="edgefleet-pack-") as tmp:
         try:
             archive = build_signed(model_path, name=model_name, version=model_version,
@@ -113,6 +124,8 @@ def create_job(sessions: sessionmaker[Session], key: ServerKey, store: ObjectSto
             job.artifact_key = f"packages/{name}/{archive.name}"
             job.checksum_sha1 = _sha1(archive)
             job.size_bytes = archive.stat().st_size
+            job.signature = base64.b64encode(read_members(
+                archive, [SIGNATURE_NAME], max_member_bytes=1 << 20)[SIGNATURE_NAME]).decode()
             store.put_file(job.artifact_key, archive)
             job.status = "COMPLETED"
             job.status_message = "package built and signed"
@@ -124,6 +137,36 @@ def create_job(sessions: sessionmaker[Session], key: ServerKey, store: ObjectSto
         raise AlreadyExists(f"packaging job {name!r} was created meanwhile; pick another name"
                             ) from None
     return job_out(job)
+
+
+def create_job_from_compilation(sessions: sessionmaker[Session], key: ServerKey,
+                                store: ObjectStore, *, name: str, compilation_job_name: str,
+                                model_name: str, model_version: str,
+                                options: schemas.PackagingOptions) -> schemas.PackagingJobOut:
+    """Package the model a completed compilation job checked (SageMaker's
+    CreateEdgePackagingJob); otherwise as :func:`create_job`.
+
+    Raises:
+        NotFound: no such compilation job.
+        FailedPrecondition: the compilation job failed.
+        InvalidArgument, AlreadyExists: as :func:`create_job`.
+    """
+    from edgefleet.fleet import compilation
+
+    with sessions() as session:
+        source = compilation.get_job(session, compilation_job_name)
+        model_key, status, reason = source.model_key, source.status, source.failure_reason
+    if status != "COMPLETED" or model_key is None:
+        raise FailedPrecondition(f"compilation job {compilation_job_name!r} did not complete "
+                                 f"({reason}); run a new one")
+    with tempfile.TemporaryDirectory(prefix="edgefleet-compiled-") as tmp:
+        path = Path(tmp) / "model.onnx"
+        with path.open("wb") as out:
+            for chunk in store.open_chunks(model_key):
+                out.write(chunk)
+        return create_job(sessions, key, store, name=name, model_name=model_name,
+                          model_version=model_version, model_path=path, options=options,
+                          compilation_job_name=compilation_job_name)
 
 
 def describe_job(session: Session, name: str) -> schemas.PackagingJobOut:

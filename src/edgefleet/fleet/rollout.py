@@ -108,7 +108,9 @@ def create_plan(session: Session, spec: schemas.PlanCreate) -> schemas.PlanOut:
             raise FailedPrecondition(f"packaging job {job.name!r} did not complete "
                                      f"({job.status_message}); package the model again")
         jobs.append(job)
-    plan = DeploymentPlan(name=spec.name, fleet_id=fleet.id, created_at=time.time())
+    now = time.time()
+    plan = DeploymentPlan(name=spec.name, fleet_id=fleet.id, created_at=now, updated_at=now,
+                          tags=spec.tags or None)
     session.add(plan)
     try:
         session.flush()
@@ -128,7 +130,30 @@ def add_stage(session: Session, plan_name: str, spec: schemas.StageSpec) -> sche
     plan = _get_plan(session, plan_name)
     count = session.scalar(select(func.count()).where(Stage.plan_id == plan.id)) or 0
     _add_stage(session, plan, spec, count)
+    _touch(plan)
     return describe_plan(session, plan_name)
+
+
+def _touch(plan: DeploymentPlan) -> None:
+    """Record that the plan or one of its stages changed (LastModifiedTime)."""
+    plan.updated_at = max(time.time(), (plan.updated_at or plan.created_at) + 1e-6)
+
+
+def delete_stage(session: Session, plan_name: str, stage_name: str) -> None:
+    """Delete a stage that is not in progress (see :func:`delete_plan`), with its per-device
+    statuses.
+
+    Raises:
+        NotFound: no such plan or stage.
+        FailedPrecondition: the stage is in progress (stop it first).
+    """
+    plan = _get_plan(session, plan_name)
+    stage = _get_stage(session, plan, stage_name)
+    if _in_progress(session, select(Stage.id).where(Stage.id == stage.id)) is not None:
+        raise _still_running(plan_name, stage_name)
+    session.delete(stage)
+    _touch(plan)
+    session.flush()
 
 
 def _stage_out(session: Session, stage: Stage,
@@ -191,23 +216,40 @@ def _plan_outs(session: Session, plans: list[DeploymentPlan]) -> list[schemas.Pl
         stage_outs[stage.plan_id].append(_stage_out(session, stage, counts[stage.id]))
     return [schemas.PlanOut(name=plan.name, fleet=fleet_names.get(plan.fleet_id, ""),
                             created_at=plan.created_at, models=models[plan.id],
-                            stages=stage_outs[plan.id]) for plan in plans]
+                            stages=stage_outs[plan.id],
+                            updated_at=plan.updated_at or plan.created_at,
+                            tags=plan.tags or {}) for plan in plans]
 
 
 def delete_plan(session: Session, name: str) -> None:
-    """Delete a plan whose stages are not in progress.
+    """Delete a plan none of whose stages is in progress (a started stage is in progress
+    while a device it selected has not reported its result).
 
     Raises:
         NotFound: no such plan.
         FailedPrecondition: a stage is in progress (stop it first).
     """
     plan = _get_plan(session, name)
-    running = session.scalar(select(Stage.name).where(Stage.plan_id == plan.id,
-                                                      Stage.status == "INPROGRESS").limit(1))
+    running = _in_progress(session, select(Stage.id).where(Stage.plan_id == plan.id))
     if running is not None:
-        raise FailedPrecondition(f"stage {running!r} of plan {name!r} is in progress; stop it "
-                                 f"first with `edgefleet stage stop {name} {running}`")
+        raise _still_running(name, running)
     session.delete(plan)
+
+
+def _in_progress(session: Session, stages: Any) -> str | None:
+    """The name of a started stage among ``stages`` (a select of Stage.id) that still has
+    devices which have not reported, or None."""
+    name: str | None = session.scalar(
+        select(Stage.name).join(StageDevice, StageDevice.stage_id == Stage.id)
+        .where(Stage.id.in_(stages), Stage.status == "INPROGRESS",
+               StageDevice.status.in_(OPEN)).limit(1))
+    return name
+
+
+def _still_running(plan: str, stage: str) -> FailedPrecondition:
+    return FailedPrecondition(
+        f"stage {stage!r} of plan {plan!r} is in progress (devices have not reported yet); "
+        f"stop it first (StopEdgeDeploymentStage, or `edgefleet stage stop {plan} {stage}`)")
 
 
 def _select_devices(session: Session, plan: DeploymentPlan, stage: Stage) -> list[int]:
@@ -263,6 +305,7 @@ def start_stage(session: Session, plan_name: str, stage_name: str) -> schemas.St
                                 status_message="", updated_at=now) for i in device_ids)
     stage.status = "INPROGRESS"
     stage.started_at = now
+    _touch(plan)
     session.flush()
     return _stage_out(session, stage)
 
@@ -285,6 +328,7 @@ def stop_stage(session: Session, plan_name: str, stage_name: str) -> schemas.Sta
                     .values(status="STOPPED", status_message="stage stopped", updated_at=now))
     stage.status = "STOPPED"
     stage.stopped_at = now
+    _touch(plan)
     session.flush()
     return _stage_out(session, stage)
 
@@ -309,20 +353,36 @@ def _stage_hint(status: str, latest_heartbeat: float | None,
     return None
 
 
-def stage_devices(session: Session, plan_name: str,
-                  stage_name: str) -> list[schemas.StageDeviceOut]:
+def stage_devices(session: Session, plan_name: str, stage_name: str, *,
+                  exclude_deployed_in_other_stage: bool = False) -> list[schemas.StageDeviceOut]:
     """Every device the stage selected, with its status and latest heartbeat, by device name;
-    ``hint`` says when the device has not polled or sent a heartbeat since the stage started."""
-    stage = _get_stage(session, _get_plan(session, plan_name), stage_name)
+    ``hint`` says when the device has not polled or sent a heartbeat since the stage started.
+
+    ``deployed_stage`` is the stage of this plan that the device DEPLOYED most recently; with
+    ``exclude_deployed_in_other_stage`` devices whose ``deployed_stage`` is another stage are
+    left out (SageMaker's ExcludeDevicesDeployedInOtherStage).
+    """
+    plan = _get_plan(session, plan_name)
+    stage = _get_stage(session, plan, stage_name)
     rows = session.execute(
-        select(Device.name, Device.last_heartbeat_at, StageDevice)
+        select(Device.id, Device.name, Device.last_heartbeat_at, StageDevice)
         .join(Device, StageDevice.device_id == Device.id)
-        .where(StageDevice.stage_id == stage.id).order_by(Device.name))
+        .where(StageDevice.stage_id == stage.id).order_by(Device.name)).all()
+    deployed: dict[int, str] = {}
+    for device_id, name in session.execute(
+            select(StageDevice.device_id, Stage.name)
+            .join(Stage, StageDevice.stage_id == Stage.id)
+            .where(Stage.plan_id == plan.id, StageDevice.status == "DEPLOYED")
+            .order_by(StageDevice.updated_at)):
+        deployed[device_id] = name  # the latest wins
     return [schemas.StageDeviceOut(device_name=n, status=sd.status,
                                    status_message=sd.status_message, models=sd.models or [],
                                    updated_at=sd.updated_at, latest_heartbeat=beat,
-                                   hint=_stage_hint(sd.status, beat, stage.started_at))
-            for n, beat, sd in rows]
+                                   hint=_stage_hint(sd.status, beat, stage.started_at),
+                                   deployed_stage=deployed.get(i), started_at=stage.started_at)
+            for i, n, beat, sd in rows
+            if not (exclude_deployed_in_other_stage and deployed.get(i) not in (None,
+                                                                               stage.name))]
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
 
 from edgefleet.names import ALIAS_PATTERN
 
@@ -113,6 +113,24 @@ class FleetCreate(BaseModel):
     output_location: str = Field(
         min_length=1, max_length=1024,
         description="Where the fleet's agents write captured data, e.g. s3://bucket/prefix.")
+    role_arn: str | None = Field(default=None, max_length=2048,
+                                 description="Kept and shown (SageMaker's RoleArn), not used.")
+    kms_key_id: str | None = Field(default=None, max_length=2048,
+                                   description="Kept and shown, not used.")
+    enable_iot_role_alias: StrictBool = Field(
+        default=False, description="Give the fleet SageMaker's IoT role alias name "
+                                   "(SageMakerEdge-<fleet>); kept and shown, not used.")
+    tags: dict[str, str] = Field(default={}, max_length=50)
+
+
+class FleetUpdate(BaseModel):
+    """New values for a fleet's members; those left out keep theirs."""
+
+    description: str | None = Field(default=None, max_length=800)
+    output_location: str | None = Field(default=None, min_length=1, max_length=1024)
+    role_arn: str | None = Field(default=None, max_length=2048)
+    kms_key_id: str | None = Field(default=None, max_length=2048)
+    enable_iot_role_alias: StrictBool | None = None
 
 
 class ErrorOut(BaseModel):
@@ -130,6 +148,11 @@ class FleetOut(BaseModel):
     output_location: str
     created_at: float
     device_count: int
+    updated_at: float | None = None
+    role_arn: str | None = None
+    kms_key_id: str | None = None
+    iot_role_alias: str | None = None
+    tags: dict[str, str] = {}
 
 
 class DeviceRegister(BaseModel):
@@ -139,6 +162,23 @@ class DeviceRegister(BaseModel):
     fleet: NameStr
     description: str = Field(default="", max_length=40)
     iot_thing_name: str | None = Field(default=None, max_length=128)
+    root_certs_path: str = Field(
+        default="/etc/edgefleet/root-certs",
+        description="Folder on the device holding the package-signing root certificate; "
+                    "written into the agent config.")
+
+
+class DeviceUpdate(BaseModel):
+    """New description and IoT thing name of a device (None: unchanged)."""
+
+    name: NameStr
+    description: str | None = Field(default=None, max_length=40)
+    iot_thing_name: str | None = Field(default=None, max_length=128)
+
+
+class CredentialsRequest(BaseModel):
+    """Options of a credentials re-issue."""
+
     root_certs_path: str = Field(
         default="/etc/edgefleet/root-certs",
         description="Folder on the device holding the package-signing root certificate; "
@@ -187,6 +227,13 @@ class DeviceSummary(BaseModel):
     agent_metrics: list[dict[str, Any]] = []
 
 
+class DeviceWithModels(DeviceSummary):
+    """A device summary with the models of its latest heartbeat (the sagemaker API's
+    ListDevices shows them; the REST list does not)."""
+
+    models: list[ModelOut] = []
+
+
 class DeviceOut(DeviceSummary):
     """A device as ``device describe`` shows it: also its models and deployments."""
 
@@ -222,6 +269,91 @@ class PackagingJobOut(BaseModel):
     size_bytes: int | None
     created_at: float
     completed_at: float | None
+    compilation_job_name: str | None = None
+    role_arn: str | None = None
+    output_location: str | None = None
+    kms_key_id: str | None = None
+    resource_key: str | None = None
+    signature: str | None = Field(
+        default=None, description="Base64 of the package's manifest signature.")
+    tags: dict[str, str] = {}
+
+    @property
+    def updated_at(self) -> float:
+        """When the job last changed (it completes within its request)."""
+        return self.completed_at or self.created_at
+
+
+class PackagingOptions(BaseModel):
+    """SageMaker's members of a packaging job, kept and shown, not used: the package always
+    goes to the server's object store, signed with the server's key."""
+
+    role_arn: str | None = None
+    output_location: str | None = None
+    kms_key_id: str | None = None
+    resource_key: str | None = None
+    preset_deployment_type: str | None = None
+    preset_deployment_config: str | None = None
+    tags: dict[str, str] = {}
+
+
+class CompilationCreate(BaseModel):
+    """A compilation job: SageMaker's CreateCompilationJob members (its JSON names inside the
+    configs). ``input_config`` needs ``S3Uri`` and ``Framework`` ``ONNX``."""
+
+    name: NameStr
+    role_arn: str = Field(min_length=1, max_length=2048)
+    input_config: dict[str, Any]
+    output_config: dict[str, Any] = {}
+    stopping_condition: dict[str, Any] = {}
+    tags: dict[str, str] = {}
+
+
+class CompilationJobOut(BaseModel):
+    """A compilation job; ``model_key`` is the checked ONNX model's key in the object store."""
+
+    name: str
+    status: Literal["COMPLETED", "FAILED"]
+    failure_reason: str
+    role_arn: str
+    input_config: dict[str, Any]
+    output_config: dict[str, Any]
+    stopping_condition: dict[str, Any]
+    tags: dict[str, str]
+    model_key: str | None
+    model_sha256: str | None
+    created_at: float
+    started_at: float | None
+    ended_at: float | None
+
+    @property
+    def updated_at(self) -> float:
+        """When the job last changed (it completes within its request)."""
+        return self.ended_at or self.created_at
+
+
+class OperatorKeyCreate(BaseModel):
+    """A new operator key of the sagemaker API."""
+
+    description: str = Field(default="", max_length=200)
+
+
+class OperatorKeyOut(BaseModel):
+    """An operator key without its secret (times: epoch seconds)."""
+
+    access_key_id: str
+    description: str
+    created_at: float
+    revoked_at: float | None
+
+
+class OperatorKeyCreated(BaseModel):
+    """A new operator key: the only time its secret is shown."""
+
+    access_key_id: str
+    secret_access_key: str
+    description: str
+    created_at: float
 
 
 class Selection(BaseModel):
@@ -268,6 +400,7 @@ class PlanCreate(BaseModel):
     fleet: NameStr
     models: list[PlanModelSpec] = Field(min_length=1, max_length=50)
     stages: list[StageSpec] = Field(default=[], max_length=100)
+    tags: dict[str, str] = Field(default={}, max_length=50)
 
 
 class StageOut(BaseModel):
@@ -292,6 +425,8 @@ class PlanOut(BaseModel):
     created_at: float
     models: list[PlanModelSpec]
     stages: list[StageOut]
+    updated_at: float | None = None
+    tags: dict[str, str] = {}
 
 
 class StageDeviceOut(BaseModel):
@@ -311,6 +446,10 @@ class StageDeviceOut(BaseModel):
     hint: str | None = Field(
         default=None, description="Why the device may be stuck, when it has not polled or "
                                   "sent a heartbeat since the stage started.")
+    deployed_stage: str | None = Field(
+        default=None, description="The stage of this plan whose deployment the device has "
+                                  "DEPLOYED most recently, if any.")
+    started_at: float | None = Field(default=None, description="When the stage started.")
 
 
 class AgentVersionCount(BaseModel):

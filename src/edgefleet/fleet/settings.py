@@ -48,7 +48,21 @@ class ServerSettings(BaseSettings):
     (default: the scheme and host of the device's own request)."""
 
     region: str = "us-east-1"
-    """Region written into agent configs; devices sign requests for it."""
+    """Region written into agent configs and ARNs; devices and operators sign requests for it."""
+
+    account_id: str = Field(default="000000000000", pattern=r"^\d{12}$")
+    """The 12-digit account id in the ARNs the sagemaker API answers with
+    (``arn:aws:sagemaker:<region>:<account id>:device-fleet/<name>``)."""
+
+    source_s3_endpoint_url: str | None = None
+    """Endpoint of the S3-compatible store compilation jobs read models from when it is not
+    the server's own object store (default: boto3's, which also honours
+    ``AWS_ENDPOINT_URL_S3``); credentials come from boto3's usual chain."""
+
+    operator_credentials_file: Path | None = None
+    """Where the first operator key of the sagemaker API is written at first start, mode 0600,
+    in AWS shared-credentials format, profile ``default`` (default
+    ``data_dir/operator-credentials``)."""
 
     connected_window_seconds: float = Field(default=600.0, gt=0)
     """A device whose latest heartbeat is younger than this many seconds counts as connected;
@@ -99,6 +113,18 @@ class ServerSettings(BaseSettings):
     mqtt_topic_prefix: str = DEFAULT_TOPIC_PREFIX
     """First topic levels of the stage notifications (agents: ``edgefleet_mqtt_topic_prefix``)."""
 
+    history_sample_seconds: float = Field(default=60.0, ge=1)
+    """Heartbeat history for the dashboard: a device's heartbeat is kept as a sample when it is
+    its first in a period of this many seconds (``EDGEFLEET_SERVER_HISTORY_SAMPLE_SECONDS``)."""
+
+    history_retention_seconds: float = Field(default=86_400.0, ge=60)
+    """Samples older than this many seconds are deleted (default a day: at most
+    retention / sample = 1,440 samples per device, about 0.7 MB with two models;
+    ``EDGEFLEET_SERVER_HISTORY_RETENTION_SECONDS``)."""
+
+    dashboard_session_hours: float = Field(default=12.0, gt=0, le=24 * 30)
+    """Lifetime of a dashboard login, in hours (``EDGEFLEET_SERVER_DASHBOARD_SESSION_HOURS``)."""
+
     @field_validator("mqtt_url")
     @classmethod
     def _broker_url(cls, value: str | None) -> str | None:
@@ -122,3 +148,7 @@ class ServerSettings(BaseSettings):
     def resolved_admin_token_file(self) -> Path:
         """Where the first start writes the admin token."""
         return self.admin_token_file or self.data_dir / "admin-token"
+
+    def resolved_operator_credentials_file(self) -> Path:
+        """Where the first start writes the first operator key."""
+        return self.operator_credentials_file or self.data_dir / "operator-credentials"

@@ -132,6 +132,11 @@ class S3ObjectStore:
             "s3", endpoint_url=endpoint_url, region_name=region or "us-east-1",
             config=Config(signature_version="s3v4", s3={"addressing_style": "path"}))
 
+    @property
+    def client(self) -> Any:
+        """The boto3 S3 client of this store (compilation jobs read source models with it)."""
+        return self._s3
+
     def _key(self, key: str) -> str:
         _check_key(key)
         return f"{self.prefix}/{key}" if self.prefix else key

@@ -64,6 +64,12 @@ class Fleet(Base):
     description: Mapped[str] = mapped_column(Text, default="")
     output_location: Mapped[str] = mapped_column(Text)
     created_at: Mapped[float] = mapped_column(Float)
+    #: Kept and shown for the sagemaker API, never used (edgefleet assumes no IAM role).
+    role_arn: Mapped[str | None] = mapped_column(Text, nullable=True)
+    kms_key_id: Mapped[str | None] = mapped_column(Text, nullable=True)
+    iot_role_alias: Mapped[str | None] = mapped_column(Text, nullable=True)
+    tags: Mapped[dict[str, str] | None] = mapped_column(JSON, nullable=True)
+    updated_at: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
 class Device(Base):
@@ -113,6 +119,50 @@ class PackagingJob(Base):
     size_bytes: Mapped[int | None] = mapped_column(Integer, nullable=True)
     created_at: Mapped[float] = mapped_column(Float)
     completed_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    #: The compilation job whose model was packaged (None: an uploaded model).
+    compilation_job_name: Mapped[str | None] = mapped_column(String(63), nullable=True)
+    #: SageMaker's members, kept and shown, never used: the package goes to the server's store.
+    role_arn: Mapped[str | None] = mapped_column(Text, nullable=True)
+    output_location: Mapped[str | None] = mapped_column(Text, nullable=True)
+    kms_key_id: Mapped[str | None] = mapped_column(Text, nullable=True)
+    resource_key: Mapped[str | None] = mapped_column(Text, nullable=True)
+    tags: Mapped[dict[str, str] | None] = mapped_column(JSON, nullable=True)
+    #: Base64 of the package's manifest signature (DescribeEdgePackagingJob's ModelSignature).
+    signature: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class CompilationJob(Base):
+    """A compilation job: an ONNX model read from S3, checked by ONNX Runtime, kept for
+    packaging under ``model_key`` (edgefleet compiles nothing; see edgefleet.fleet.compilation)."""
+
+    __tablename__ = "compilation_jobs"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(63), unique=True)
+    status: Mapped[str] = mapped_column(String(16))
+    failure_reason: Mapped[str] = mapped_column(Text, default="")
+    role_arn: Mapped[str] = mapped_column(Text)
+    input_config: Mapped[dict[str, Any]] = mapped_column(JSON)
+    output_config: Mapped[dict[str, Any]] = mapped_column(JSON)
+    stopping_condition: Mapped[dict[str, Any]] = mapped_column(JSON)
+    tags: Mapped[dict[str, str] | None] = mapped_column(JSON, nullable=True)
+    model_key: Mapped[str | None] = mapped_column(Text, nullable=True)
+    model_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    created_at: Mapped[float] = mapped_column(Float)
+    started_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    ended_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class OperatorKey(Base):
+    """An operator access key of the sagemaker API; the secret is AES-GCM-encrypted under the
+    server key like devices' (SigV4 needs the secret itself)."""
+
+    __tablename__ = "operator_keys"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    access_key_id: Mapped[str] = mapped_column(String(20), unique=True)
+    secret_enc: Mapped[bytes] = mapped_column(LargeBinary)
+    description: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[float] = mapped_column(Float)
+    revoked_at: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
 class DeploymentPlan(Base):
@@ -123,6 +173,8 @@ class DeploymentPlan(Base):
     name: Mapped[str] = mapped_column(String(63), unique=True)
     fleet_id: Mapped[int] = mapped_column(ForeignKey("fleets.id"))
     created_at: Mapped[float] = mapped_column(Float)
+    updated_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    tags: Mapped[dict[str, str] | None] = mapped_column(JSON, nullable=True)
 
 
 class PlanModel(Base):
@@ -172,3 +224,23 @@ class StageDevice(Base):
     models: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, nullable=True)
     fetched_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     updated_at: Mapped[float] = mapped_column(Float)
+
+
+class HeartbeatSample(Base):
+    """A heartbeat kept as history (the first of each device per ``history_sample_seconds``,
+    pruned after ``history_retention_seconds``; see :mod:`edgefleet.fleet.history`).
+
+    ``agent`` maps agent metric names to values (``{"cpu-percent": 3.5, ...}``); ``models``
+    maps model names to ``{"version": str | None, <metric name>: value, ...}``; the counts in
+    it cover ``interval_seconds``, the time since the device's previous heartbeat.
+    """
+
+    __tablename__ = "heartbeat_samples"
+    __table_args__ = (Index("ix_heartbeat_samples_device_at", "device_id", "at"),
+                      Index("ix_heartbeat_samples_at", "at"))
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    device_id: Mapped[int] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"))
+    at: Mapped[float] = mapped_column(Float)
+    interval_seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
+    agent: Mapped[dict[str, float]] = mapped_column(JSON)
+    models: Mapped[dict[str, dict[str, Any]]] = mapped_column(JSON)
