@@ -142,7 +142,7 @@ def test_operator_logs_in_watches_the_fleet_and_rolls_out_from_the_page(
         playwright.expect(page.locator(".notice.ok")).to_contain_text("stage upgrade/both started")
         stage = page.locator("tr[data-stage=both]")
         playwright.expect(stage).to_contain_text("2/2 deployed", timeout=LIVE_MS)
-        playwright.expect(stage.locator(".badge")).to_have_text("finished")
+        playwright.expect(stage.locator(".badge")).to_have_text("deployed")
         page.screenshot(path=str(RESULTS / "03-deployments.png"), full_page=True)
         wait_for(lambda: all(version(a) == "2.0" for a in agents.values()), 30,
                  "both agents to serve 2.0")
@@ -160,7 +160,7 @@ def test_operator_logs_in_watches_the_fleet_and_rolls_out_from_the_page(
         page.locator("tr[data-stage=canary]").get_by_role("button", name="Start").click()
         failures = page.locator("section", has_text="Recent failures and rollbacks")
         playwright.expect(failures).to_contain_text("checksum mismatch", timeout=LIVE_MS)
-        playwright.expect(page.locator("tr[data-stage=canary] .badge")).to_have_text("finished")
+        playwright.expect(page.locator("tr[data-stage=canary] .badge")).to_have_text("failed")
         page.screenshot(path=str(RESULTS / "03b-deployments-failed.png"), full_page=True)
 
         page.goto(server.url + "/ui/devices/turbine-1?hours=1")

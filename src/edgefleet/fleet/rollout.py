@@ -174,6 +174,17 @@ def _stage_out(session: Session, stage: Stage,
         started_at=stage.started_at, stopped_at=stage.stopped_at, device_counts=counts)
 
 
+def stage_state(stage: schemas.StageOut) -> str:
+    """A stage's state as an operator (and SageMaker's StageStatus) reads it: a started stage
+    whose selected devices have all reported is DEPLOYED, or FAILED if one of them failed;
+    otherwise its own status (READYTODEPLOY, INPROGRESS, STOPPED). It stays open either way:
+    GetDeployments hands nothing more out for it."""
+    counts = stage.device_counts
+    if stage.status == "INPROGRESS" and counts and not any(counts.get(s) for s in OPEN):
+        return "FAILED" if counts.get("FAILED") else "DEPLOYED"
+    return stage.status
+
+
 def describe_plan(session: Session, name: str) -> schemas.PlanOut:
     """A plan with its models and stages (and per-stage device status counts).
 

@@ -83,7 +83,7 @@ def _mib(value: float | None) -> str:
     return "-" if value is None else f"{value / charts.MIB:,.1f} MiB"
 
 
-_templates.filters.update(utc=_utc, mib=_mib)
+_templates.filters.update(utc=_utc, mib=_mib, stage_state=rollout.stage_state)
 
 
 def _context(request: Request) -> Any:

@@ -420,16 +420,7 @@ def _selection(selection: schemas.Selection) -> Result:
             "DeviceNameContains": selection.name_contains}
 
 
-_PENDING = ("READYTODEPLOY", "INPROGRESS")
-
-
-def stage_status(stage: schemas.StageOut) -> str:
-    """SageMaker's StageStatus of a stage: a started stage whose devices have all reported is
-    DEPLOYED, or FAILED if one failed; otherwise edgefleet's own status."""
-    counts = stage.device_counts
-    if stage.status == "INPROGRESS" and counts and not any(counts.get(s) for s in _PENDING):
-        return "FAILED" if counts.get("FAILED") else "DEPLOYED"
-    return stage.status
+_PENDING = rollout.OPEN
 
 
 def _stage_summary(stage: schemas.StageOut) -> Result:
@@ -438,7 +429,7 @@ def _stage_summary(stage: schemas.StageOut) -> Result:
     return {"StageName": stage.name, "DeviceSelectionConfig": _selection(stage.selection),
             "DeploymentConfig": {"FailureHandlingPolicy": stage.failure_handling_policy},
             "DeploymentStatus": {
-                "StageStatus": stage_status(stage),
+                "StageStatus": rollout.stage_state(stage),
                 "EdgeDeploymentSuccessInStage": counts.get("DEPLOYED", 0),
                 "EdgeDeploymentPendingInStage": sum(counts.get(s, 0) for s in _PENDING),
                 "EdgeDeploymentFailedInStage": failed,
