@@ -76,10 +76,7 @@ async def _signed(request: Request) -> SignedRequest:
     except BodyTooLarge:
         raise InvalidArgument(f"request body over {MAX_BODY_BYTES} bytes; send fewer metrics "
                               "per heartbeat") from None
-    raw_path = request.scope.get("raw_path") or request.url.path.encode()
-    return SignedRequest(method=request.method, raw_path=raw_path.decode("latin-1"),
-                         query=request.scope.get("query_string", b"").decode("latin-1"),
-                         headers=dict(request.headers), body=body)
+    return SignedRequest.from_scope(request.scope, request.headers, body)
 
 
 def _parse(model: type[_Body], body: bytes) -> _Body:

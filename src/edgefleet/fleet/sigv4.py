@@ -13,7 +13,9 @@ import hashlib
 import hmac
 import re
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 from botocore.auth import SigV4Auth
@@ -60,6 +62,16 @@ class SignedRequest:
     query: str
     headers: dict[str, str]
     body: bytes
+
+    @classmethod
+    def from_scope(cls, scope: Mapping[str, Any], headers: Mapping[str, str],
+                   body: bytes) -> SignedRequest:
+        """The request an ASGI ``scope`` describes (path exactly as received, percent-encoded),
+        with its ``headers`` and ``body``."""
+        raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
+        return cls(method=scope["method"], raw_path=raw_path.decode("latin-1"),
+                   query=scope.get("query_string", b"").decode("latin-1"),
+                   headers=dict(headers), body=body)
 
 
 @dataclass(frozen=True)

@@ -420,7 +420,6 @@ def _selection(selection: schemas.Selection) -> Result:
             "DeviceNameContains": selection.name_contains}
 
 
-_PENDING = rollout.OPEN
 
 
 def _stage_summary(stage: schemas.StageOut) -> Result:
@@ -431,7 +430,7 @@ def _stage_summary(stage: schemas.StageOut) -> Result:
             "DeploymentStatus": {
                 "StageStatus": rollout.stage_state(stage),
                 "EdgeDeploymentSuccessInStage": counts.get("DEPLOYED", 0),
-                "EdgeDeploymentPendingInStage": sum(counts.get(s, 0) for s in _PENDING),
+                "EdgeDeploymentPendingInStage": sum(counts.get(s, 0) for s in rollout.OPEN),
                 "EdgeDeploymentFailedInStage": failed,
                 "EdgeDeploymentStatusMessage": f"{failed} device(s) failed; see "
                                                "ListStageDevices" if failed else None,
@@ -442,7 +441,8 @@ def _plan_counts(plan: schemas.PlanOut) -> Result:
     def total(statuses: tuple[str, ...]) -> int:
         return sum(stage.device_counts.get(s, 0) for stage in plan.stages for s in statuses)
     return {"EdgeDeploymentSuccess": total(("DEPLOYED",)),
-            "EdgeDeploymentPending": total(_PENDING), "EdgeDeploymentFailed": total(("FAILED",))}
+            "EdgeDeploymentPending": total(rollout.OPEN),
+            "EdgeDeploymentFailed": total(("FAILED",))}
 
 
 @_op

@@ -148,10 +148,7 @@ async def sagemaker(request: Request) -> Response:
         except BodyTooLarge:
             raise ProtocolError("ValidationException",
                                 f"request body over {MAX_BODY_BYTES} bytes") from None
-        raw_path = request.scope.get("raw_path") or request.url.path.encode()
-        signed = SignedRequest(method=request.method, raw_path=raw_path.decode("latin-1"),
-                               query=request.scope.get("query_string", b"").decode("latin-1"),
-                               headers=dict(request.headers), body=body)
+        signed = SignedRequest.from_scope(request.scope, request.headers, body)
         akid = await _authenticate(request, signed)
         op = protocol.operation(request.headers.get("x-amz-target"), SERVED)
         params = protocol.validate(protocol.parse_body(body), op)
