@@ -121,14 +121,6 @@ def _check_loads(path: Path) -> None:
         raise SourceError(f"ONNX Runtime cannot load the model: {str(exc)[:500]}") from None
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as src:
-        while chunk := src.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def create_job(sessions: sessionmaker[Session], store: ObjectStore,
                spec: schemas.CompilationCreate, *,
                source_endpoint_url: str | None = None) -> schemas.CompilationJobOut:
@@ -176,7 +168,8 @@ def create_job(sessions: sessionmaker[Session], store: ObjectStore,
             log.info("compilation job %s failed: %s", spec.name, exc)
         else:
             job.model_key = f"compilations/{spec.name}/model.onnx"
-            job.model_sha256 = _sha256(model)
+            with model.open("rb") as src:
+                job.model_sha256 = hashlib.file_digest(src, "sha256").hexdigest()
             store.put_file(job.model_key, model)
             job.status = "COMPLETED"
     job.ended_at = time.time()

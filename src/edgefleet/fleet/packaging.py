@@ -61,11 +61,8 @@ def get_job(session: Session, name: str) -> PackagingJob:
 
 
 def _sha1(path: Path) -> str:
-    digest = hashlib.sha1(usedforsecurity=False)
-    with path.open("rb") as src:
-        while chunk := src.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
+    with path.open("rb") as src:  # SHA-1: GetDeployments' Checksum type, not for security
+        return hashlib.file_digest(src, lambda: hashlib.sha1(usedforsecurity=False)).hexdigest()
 
 
 def create_job(sessions: sessionmaker[Session], key: ServerKey, store: ObjectStore, *,
