@@ -6,15 +6,14 @@ at 127.0.0.1:5432, each time in a fresh database that is dropped afterwards.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
+from support.databases import fresh_database
 
 from edgefleet.fleet.app import create_app
 from edgefleet.fleet.bootstrap import prepare
@@ -22,32 +21,12 @@ from edgefleet.fleet.crypto import ServerKey
 from edgefleet.fleet.db.engine import make_engine, make_sessionmaker
 from edgefleet.fleet.settings import ServerSettings
 
-PG_ADMIN = "host=127.0.0.1 user=postgres dbname=postgres"
-
-
-def _pg_database() -> tuple[str, str]:
-    name = f"edgefleet_test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    return name, f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-
-
-def _drop_pg_database(name: str) -> None:
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A fresh, empty database: a SQLite file, or a new PostgreSQL database."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'fleet.db'}"
-        return
-    name, url = _pg_database()
-    try:
+    with fresh_database(request.param, tmp_path) as url:
         yield url
-    finally:
-        _drop_pg_database(name)
 
 
 @pytest.fixture

@@ -27,6 +27,7 @@ from support.fleet_server import (
     package_job,
     predict,
     register,
+    root_certs,
     run_stage,
     stage_statuses,
     start_server,
@@ -50,10 +51,7 @@ def server(tmp_path: Path) -> Iterator[Server]:
 
 @pytest.fixture()
 def certs(server: Server, tmp_path: Path) -> Path:
-    folder = tmp_path / "certs"
-    folder.mkdir()
-    (folder / "edgefleet-root.pem").write_bytes(server.admin.root_certificate())
-    return folder
+    return root_certs(server, tmp_path / "certs")
 
 
 def test_two_stage_rollout_with_a_broken_second_stage(

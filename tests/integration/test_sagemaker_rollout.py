@@ -23,11 +23,13 @@ import numpy as np
 import pytest
 from botocore.exceptions import ClientError
 from support.agent_process import start_agent
+from support.databases import fresh_database
 from support.fleet_server import (
     Server,
     fast_agent_config,
     free_port,
     predict,
+    root_certs,
     start_server,
     stop_server,
     version,
@@ -40,7 +42,6 @@ from support.sagemaker import (
     ROLE_ARN,
     compile_and_package,
     error_of,
-    fresh_database,
     s3_env,
     sagemaker_client,
     upload,
@@ -72,10 +73,7 @@ def server(request: pytest.FixtureRequest, s3: S3Server, tmp_path: Path) -> Iter
 
 @pytest.fixture()
 def certs(server: Server, tmp_path: Path) -> Path:
-    folder = tmp_path / "certs"
-    folder.mkdir()
-    (folder / "edgefleet-root.pem").write_bytes(server.admin.root_certificate())
-    return folder
+    return root_certs(server, tmp_path / "certs")
 
 
 def not_found(call: Any, **params: Any) -> None:

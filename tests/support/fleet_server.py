@@ -98,6 +98,14 @@ def healthy(url: str, process: subprocess.Popen[bytes], log: Path,
         return False
 
 
+def root_certs(server: Server, folder: Path) -> Path:
+    """``folder`` holding the server's package-signing root certificate, as agents need it
+    (``sagemaker_edge_core_root_certs_path``)."""
+    folder.mkdir()
+    (folder / "edgefleet-root.pem").write_bytes(server.admin.root_certificate())
+    return folder
+
+
 def register(server: Server, name: str, workdir: Path, certs: Path,
              **keys: Any) -> dict[str, Any]:
     """Register a device; its agent config as the server wrote it, plus fast test timings."""

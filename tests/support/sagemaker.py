@@ -5,14 +5,10 @@ and the error codes a refused call carries."""
 from __future__ import annotations
 
 import configparser
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import boto3
-import psycopg
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
@@ -22,9 +18,6 @@ from support.s3server import S3Server
 
 #: Any role ARN: edgefleet keeps it and gives it back, as SageMaker does, but never assumes it.
 ROLE_ARN = "arn:aws:iam::000000000000:role/SageMakerEdgeRole"
-
-#: The PostgreSQL the control-plane tests use (tests/fleet/conftest.py).
-PG_ADMIN = "host=127.0.0.1 user=postgres dbname=postgres"
 
 #: Codes AWS gives a request whose SigV4 authentication fails (the HTTP status is 4xx).
 AUTH_ERROR_CODES = {"InvalidSignatureException", "UnrecognizedClientException",
@@ -95,20 +88,3 @@ def error_of(caught: ClientError) -> tuple[str, int]:
     """(``Error.Code``, HTTP status) of a refused call."""
     return (caught.response["Error"]["Code"],
             caught.response["ResponseMetadata"]["HTTPStatusCode"])
-
-
-@contextmanager
-def fresh_database(kind: str, folder: Path) -> Iterator[str]:
-    """SQLAlchemy URL of an empty database: a SQLite file in ``folder`` (``kind`` "sqlite"), or
-    a new database on the PostgreSQL at 127.0.0.1:5432 ("postgresql"), dropped afterwards."""
-    if kind == "sqlite":
-        yield f"sqlite:///{folder / 'fleet.db'}"
-        return
-    name = f"edgefleet_test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    finally:
-        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
