@@ -116,7 +116,8 @@ class Baseline:
         if not isinstance(document, dict):
             raise InvalidArgument(f"{BASELINE_FILE} must hold a JSON object")
         version = document.get("format_version")
-        if not isinstance(version, int) or not 1 <= version <= BASELINE_FORMAT_VERSION:
+        if (not isinstance(version, int) or isinstance(version, bool)
+                or not 1 <= version <= BASELINE_FORMAT_VERSION):
             raise InvalidArgument(
                 f"{BASELINE_FILE}: format_version must be 1 to {BASELINE_FORMAT_VERSION}, "
                 f"not {str(version)[:20]!r}; upgrade edgefleet to read it")
@@ -141,10 +142,17 @@ class Baseline:
         return cls(tensor, tuple(names), tuple(features), rows)
 
 
+def _finite(value: object) -> bool:
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer too large for a float
+        return False
+
+
 def _numbers(where: str, values: object) -> tuple[float, ...]:
-    if not isinstance(values, list) or not all(
-            isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
-            for v in values):
+    if not isinstance(values, list) or not all(_finite(v) for v in values):
         raise InvalidArgument(f"{where} must be a list of finite numbers")
     return tuple(float(v) for v in values)
 
@@ -162,7 +170,8 @@ def _feature(where: str, edges: object, shares: object) -> FeatureBaseline:
 
 
 def _rows(x: np.ndarray, features: int | None = None) -> np.ndarray:
-    """``x`` as float64 ``[rows, features]``: first dimension rows, the rest features."""
+    """``x`` as ``[rows, features]``: first dimension rows, the rest features (its own dtype:
+    columns are converted to float64 one at a time, so a uint8 tensor does not grow 8-fold)."""
     array = np.asarray(x)
     if array.ndim == 0 or array.size == 0:
         raise InvalidArgument("a baseline needs a tensor with at least one row and one value")
@@ -173,7 +182,7 @@ def _rows(x: np.ndarray, features: int | None = None) -> np.ndarray:
         raise InvalidArgument(
             f"the tensor has {width} features per row (shape {list(array.shape)}); its "
             f"baseline has {features}")
-    return array.reshape(array.shape[0], width).astype(np.float64, copy=False)
+    return array.reshape(array.shape[0], width)
 
 
 def build_baseline(x: np.ndarray, *, tensor: str, feature_names: list[str] | None = None,
@@ -207,7 +216,8 @@ def build_baseline(x: np.ndarray, *, tensor: str, feature_names: list[str] | Non
             f"{len(names)} feature names given for {rows.shape[1]} features")
     features = []
     for column, name in zip(rows.T, names, strict=True):
-        finite = column[np.isfinite(column)]
+        values = column.astype(np.float64)
+        finite = values[np.isfinite(values)]
         if finite.size == 0:
             raise InvalidArgument(f"feature {name!r} has no finite value")
         edges = np.unique(np.quantile(finite, np.arange(1, bins) / bins))
@@ -235,7 +245,8 @@ def bin_counts(baseline: Baseline, x: np.ndarray) -> list[list[int]]:
     rows = _rows(x, len(baseline.features))
     counts = []
     for column, feature in zip(rows.T, baseline.features, strict=True):
-        finite = column[np.isfinite(column)]
+        values = column.astype(np.float64)
+        finite = values[np.isfinite(values)]
         index = np.searchsorted(np.asarray(feature.edges), finite, side="right")
         counts.append(np.bincount(index, minlength=len(feature.shares)).tolist())
     return counts

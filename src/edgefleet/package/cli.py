@@ -17,11 +17,17 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from edgefleet.errors import EdgefleetError, NotFound
+from edgefleet.drift import DEFAULT_BINS, Baseline
+from edgefleet.errors import EdgefleetError, InvalidArgument, NotFound
 from edgefleet.package.archive import extract_archive
-from edgefleet.package.build import build_package
+from edgefleet.package.build import baseline_from_file, build_package
 from edgefleet.package.keys import init_keys
-from edgefleet.package.loader import ARCHIVE_SUFFIXES, open_package, read_unverified
+from edgefleet.package.loader import (
+    ARCHIVE_SUFFIXES,
+    open_package,
+    read_baseline,
+    read_unverified,
+)
 from edgefleet.package.manifest import Manifest
 from edgefleet.package.signing import Signature
 
@@ -37,8 +43,9 @@ def _package() -> None:
     """Build, verify and inspect signed model packages.
 
     A package is a flat .tar.gz (or its extracted folder) holding model.onnx, a JSON manifest
-    (sagemaker_edge_manifest) and a detached signature (sagemaker_edge_signature); see
-    docs/package-format.md. The agent's LoadModel takes the folder or the archive.
+    (sagemaker_edge_manifest), a detached signature (sagemaker_edge_signature) and, optionally,
+    baseline.json, the drift baseline of an input; see docs/package-format.md. The agent's
+    LoadModel takes the folder or the archive.
     """
 
 
@@ -79,14 +86,28 @@ def build(
         help="PEM certificate of --key, followed by intermediate CA certificates if any.")],
     out_dir: Annotated[Path, typer.Option(
         "--out-dir", "-o", help="Folder the archive is written to.")] = Path("."),
+    baseline: Annotated[Path | None, typer.Option(
+        help="Drift baseline to package: a .npy of training inputs of one model input (first "
+        "dimension rows, at least 100), or a ready baseline.json.")] = None,
+    baseline_tensor: Annotated[str | None, typer.Option(
+        help="The model input the --baseline training inputs are for (default: the model's "
+        "only input).")] = None,
+    baseline_bins: Annotated[int, typer.Option(
+        help="Quantile bins per feature of a .npy --baseline (2 to 100).")] = DEFAULT_BINS,
 ) -> None:
     """Package and sign an ONNX model as OUT_DIR/NAME-VERSION.tar.gz.
 
-    The model is loaded once with ONNX Runtime to record its input and output tensors.
+    The model is loaded once with ONNX Runtime to record its input and output tensors (twice
+    when a .npy --baseline needs it to find the model's only input). With --baseline the
+    package carries baseline.json, the input drift baseline, covered by the signature.
     """
     with _errors_to_exit():
+        if baseline is None and baseline_tensor is not None:
+            raise InvalidArgument("--baseline-tensor needs --baseline, the training inputs")
+        made = (None if baseline is None else
+                baseline_from_file(baseline, model, tensor=baseline_tensor, bins=baseline_bins))
         archive = build_package(model, name=name, version=version, key_path=key,
-                                cert_path=cert, out_dir=out_dir)
+                                cert_path=cert, out_dir=out_dir, baseline=made)
     Console().print(Text.assemble("wrote ", (str(archive), "bold")))
 
 
@@ -115,7 +136,8 @@ def verify(
 def inspect(
     path: Annotated[Path, typer.Argument(help="Package folder or .tar.gz archive.")],
 ) -> None:
-    """Show a package's manifest: name, version, framework, tensors, files and signer.
+    """Show a package's manifest: name, version, framework, tensors, files, signer and drift
+    baseline.
 
     Nothing is verified here (use `edgefleet package verify`); an archive is still extracted
     with the same safety checks, into a temporary folder.
@@ -128,10 +150,12 @@ def inspect(
             directory = Path(scratch)
             extract_archive(path, directory)
         manifest, signature = read_unverified(directory)
-    _print_manifest(manifest, signature)
+        baseline = read_baseline(directory)
+    _print_manifest(manifest, signature, baseline)
 
 
-def _print_manifest(manifest: Manifest, signature: Signature | None) -> None:
+def _print_manifest(manifest: Manifest, signature: Signature | None,
+                    baseline: Baseline | None) -> None:
     console = Console()
     summary = Table.grid(padding=(0, 2))
     summary.add_row("name", manifest.model_name)
@@ -146,6 +170,11 @@ def _print_manifest(manifest: Manifest, signature: Signature | None) -> None:
         summary.add_row("issuer", leaf.issuer.rfc4514_string())
         summary.add_row("valid", f"{leaf.not_valid_before_utc:%Y-%m-%d %H:%M} to "
                                  f"{leaf.not_valid_after_utc:%Y-%m-%d %H:%M} UTC")
+    if baseline is None:
+        summary.add_row("baseline", Text("none", style="dim"))
+    else:
+        summary.add_row("baseline", f"{manifest.baseline}: tensor {baseline.tensor}, "
+                                    f"{len(baseline.features)} features, {baseline.rows} rows")
     console.print(summary)
     tensors = Table(title="Tensors (-1: dynamic dimension)", title_justify="left")
     for column in ("", "name", "dtype", "shape"):

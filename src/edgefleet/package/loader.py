@@ -11,10 +11,13 @@ runtime. The checks, in order (docs/package-format.md, "Verification"):
 4. the manifest must parse, name a framework this device runs (else ``UnsupportedModel``);
 5. the folder must hold exactly the files the manifest lists, with their SHA-256 digests
    (else ``TamperedPackage`` naming the file).
+
+:func:`read_baseline` reads a package's drift baseline (``baseline.json``) without extracting.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import tempfile
@@ -22,6 +25,7 @@ import uuid
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from edgefleet.drift import Baseline
 from edgefleet.errors import (
     InvalidArgument,
     NotFound,
@@ -36,10 +40,12 @@ from edgefleet.package.archive import DEFAULT_MAX_ARCHIVE_BYTES, extract_archive
 from edgefleet.package.files import open_regular
 from edgefleet.package.manifest import (
     MANIFEST_NAME,
+    MAX_BASELINE_BYTES,
     MAX_MANIFEST_BYTES,
     MODEL_FILE,
     SIGNATURE_NAME,
     Manifest,
+    check_baseline,
     file_sha256,
 )
 from edgefleet.package.signing import Signature
@@ -253,13 +259,12 @@ def _open_bare(directory: Path, *, label: str, allow_unsigned: bool,
                          signed=False, signer=None, extracted=extracted)
 
 
-def _read_small(path: Path) -> bytes:
+def _read_small(path: Path, limit: int = MAX_MANIFEST_BYTES) -> bytes:
     with open_regular(path) as file:
-        data = file.read(MAX_MANIFEST_BYTES + 1)
-    if len(data) > MAX_MANIFEST_BYTES:
+        data = file.read(limit + 1)
+    if len(data) > limit:
         raise PackageError(
-            f"{path} is larger than {MAX_MANIFEST_BYTES} bytes; it is not a package's "
-            f"{path.name}")
+            f"{path} is larger than {limit} bytes; it is not a package's {path.name}")
     return data
 
 
@@ -313,3 +318,69 @@ def read_unverified(directory: Path) -> tuple[Manifest, Signature | None]:
     signature = (Signature.from_json(_read_small(signature_path))
                  if signature_path.exists() else None)
     return Manifest.from_json(_read_small(manifest_path)), signature
+
+
+def read_baseline(archive: Path, *,
+                  max_archive_bytes: int = DEFAULT_MAX_ARCHIVE_BYTES) -> Baseline | None:
+    """The drift baseline of a package (the file its manifest's ``baseline`` names), or None
+    when the package has none.
+
+    Only the manifest and the baseline are read, each held to a size cap
+    (:data:`~edgefleet.package.manifest.MAX_MANIFEST_BYTES`,
+    :data:`~edgefleet.package.manifest.MAX_BASELINE_BYTES`); nothing is written to disk. The
+    baseline must have the size and SHA-256 the manifest lists and fit the model's inputs. The
+    signature is **not** checked here: :func:`open_package` does that before a package is
+    trusted.
+
+    Args:
+        archive: a package archive (``.tar.gz``/``.tgz``) or the folder it extracts to.
+        max_archive_bytes: cap on the archive's total uncompressed size, in bytes.
+
+    Raises:
+        NotFound: nothing at ``archive``.
+        PackageError: not a package archive or folder, no manifest, a malformed manifest or
+            baseline (the message names the field), or a baseline over its size cap or for
+            an input the model does not have.
+        TamperedPackage: the listed baseline is missing or differs from the manifest's size
+            or SHA-256.
+        UnsafeArchive: the archive breaks the extraction rules (:mod:`edgefleet.package.archive`).
+        UnsupportedModel: the manifest's format version is newer than this edgefleet reads.
+    """
+    label = echo(str(archive))
+    if not archive.exists():
+        raise NotFound(f"no model package at {label}")
+    if archive.is_dir():
+        if not (archive / MANIFEST_NAME).is_file():
+            raise PackageError(f"{label} has no {MANIFEST_NAME}, so it is not a model package; "
+                               f"build one with `edgefleet package build`")
+        manifest = Manifest.from_json(_read_small(archive / MANIFEST_NAME))
+        if manifest.baseline is None:
+            return None
+        path = archive / manifest.baseline
+        data = _read_small(path, MAX_BASELINE_BYTES) if path.exists() else None
+    else:
+        if not archive.name.endswith(ARCHIVE_SUFFIXES):
+            raise PackageError(f"{label} is not a package archive (.tar.gz or .tgz) or folder")
+        head = read_members(archive, (MANIFEST_NAME,), max_member_bytes=MAX_MANIFEST_BYTES,
+                            max_bytes=max_archive_bytes)
+        if MANIFEST_NAME not in head:
+            raise PackageError(f"{label} has no {MANIFEST_NAME}, so it is not a model package; "
+                               f"build one with `edgefleet package build`")
+        manifest = Manifest.from_json(head[MANIFEST_NAME])
+        if manifest.baseline is None:
+            return None
+        data = read_members(archive, (manifest.baseline,), max_member_bytes=MAX_BASELINE_BYTES,
+                            max_bytes=max_archive_bytes).get(manifest.baseline)
+    name = manifest.baseline
+    if data is None:
+        raise TamperedPackage(f"{label}: file {name!r} was removed after the manifest was "
+                              f"written; get a fresh copy of the package, or rebuild it")
+    listed = next(f for f in manifest.files if f.name == name)
+    if len(data) != listed.size or hashlib.sha256(data).hexdigest() != listed.sha256:
+        raise TamperedPackage(
+            f"{label}: file {name!r} was changed after the manifest was written (its size or "
+            f"SHA-256 differs from the manifest's); get a fresh copy of the package")
+    try:
+        return check_baseline(Baseline.from_json(data), manifest.inputs)
+    except InvalidArgument as error:
+        raise PackageError(f"{label}: {error.message}; rebuild the package") from None

@@ -2,21 +2,24 @@
 
 The file name and its ``metadata`` object with ``model_name`` and ``model_version`` come from
 SageMaker Edge Manager's packaging jobs (shared/spec/agent-api.md, "Model package"); edgefleet
-adds the framework, the model's input and output tensor metadata and the SHA-256 digest of every
-other file of the package. docs/package-format.md documents every field with an example.
+adds the framework, the model's input and output tensor metadata, the SHA-256 digest of every
+other file of the package and, optionally, the file holding the drift baseline of one input
+(:mod:`edgefleet.drift`). docs/package-format.md documents every field with an example.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 from edgefleet import jsondoc
+from edgefleet.drift import Baseline
 from edgefleet.errors import EdgefleetError, InvalidArgument, PackageError, UnsupportedModel
 from edgefleet.names import check_alias
 from edgefleet.package.files import open_regular
@@ -32,7 +35,9 @@ SIGNATURE_NAME = "sagemaker_edge_signature"
 #: unsigned folder must hold.
 MODEL_FILE = "model.onnx"
 
-#: Manifest format written by this version of edgefleet; readers refuse newer ones.
+#: Manifest format written by this version of edgefleet; readers refuse newer ones. The
+#: optional ``baseline`` field did not change it: readers of version 1 ignore fields they do not
+#: know, and the baseline file is listed in ``files`` like any other.
 FORMAT_VERSION = 1
 
 #: Model versions: a letter or digit, then up to 63 letters, digits, dots, underscores, hyphens.
@@ -41,6 +46,10 @@ VERSION_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 #: Largest manifest read, in bytes; real manifests are a few kilobytes.
 MAX_MANIFEST_BYTES = 1 << 20
+
+#: Largest drift baseline file read or written, in bytes. 4096 features of 100 bins take about
+#: 20 MB; 10 bins, the default, a tenth of that.
+MAX_BASELINE_BYTES = 32 << 20
 
 _SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 
@@ -137,6 +146,8 @@ class Manifest:
         inputs: the model's input tensors; dynamic dimensions are -1.
         outputs: the model's output tensors; dynamic dimensions are -1.
         files: every file of the package except the manifest and the signature, by name.
+        baseline: name of the drift baseline file among ``files`` (``baseline.json``,
+            :data:`edgefleet.drift.BASELINE_FILE`), None when the package has none.
     """
 
     model_name: str
@@ -146,10 +157,12 @@ class Manifest:
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
     files: tuple[PackageFile, ...]
+    baseline: str | None = None
 
     def to_json(self) -> bytes:
-        """The manifest file's bytes: UTF-8 JSON, sorted keys, two-space indent, final newline."""
-        document = {
+        """The manifest file's bytes: UTF-8 JSON, sorted keys, two-space indent, final newline;
+        ``baseline`` only when there is one."""
+        document: dict[str, Any] = {
             "format_version": FORMAT_VERSION,
             "metadata": {"model_name": self.model_name, "model_version": self.model_version},
             "framework": self.framework,
@@ -158,6 +171,8 @@ class Manifest:
             "outputs": [spec.to_dict() for spec in self.outputs],
             "files": {f.name: {"sha256": f.sha256, "size": f.size} for f in self.files},
         }
+        if self.baseline is not None:
+            document["baseline"] = self.baseline
         return (json.dumps(document, indent=2, sort_keys=True) + "\n").encode()
 
     @classmethod
@@ -192,12 +207,47 @@ class Manifest:
             outputs=_tensors(root.get("outputs", list), "outputs"),
             files=tuple(_package_file(name, files.get(name, dict))
                         for name in sorted(files.document)),
+            baseline=(root.checked("baseline", check_file_name) if "baseline" in root.document
+                      else None),
         )
-        if manifest.model_file not in {f.name for f in manifest.files}:
+        listed = {f.name for f in manifest.files}
+        if manifest.model_file not in listed:
             raise PackageError(
                 f"{MANIFEST_NAME}: model_file {manifest.model_file!r} is not listed in files; "
                 f"rebuild the package")
+        if manifest.baseline is not None and (manifest.baseline not in listed
+                                              or manifest.baseline == manifest.model_file):
+            raise PackageError(
+                f"{MANIFEST_NAME}: baseline {manifest.baseline!r} is not listed in files (or is "
+                f"the model file); rebuild the package")
         return manifest
+
+
+def check_baseline(baseline: Baseline, inputs: Sequence[TensorSpec]) -> Baseline:
+    """Return ``baseline`` if it fits one of the model's ``inputs``.
+
+    The baseline's ``tensor`` must name an input, and its feature count must equal the product
+    of that input's dimensions after the first (the rows) when they are all static; with a
+    dynamic one (-1) the count cannot be checked before inference.
+
+    Raises:
+        InvalidArgument: no input of that name, or another feature count; the message names
+            the model's inputs or the input's shape.
+    """
+    spec = next((s for s in inputs if s.name == baseline.tensor), None)
+    if spec is None:
+        names = ", ".join(repr(s.name) for s in inputs) or "none"
+        raise InvalidArgument(
+            f"the drift baseline is for input tensor {baseline.tensor!r}, but the model's "
+            f"inputs are {names}; compute the baseline from training inputs of one of them")
+    dims = spec.shape[1:]
+    if all(d >= 0 for d in dims) and math.prod(dims) != len(baseline.features):
+        raise InvalidArgument(
+            f"the drift baseline has {len(baseline.features)} features per row, but input "
+            f"{spec.name!r} of shape {list(spec.shape)} has {math.prod(dims)} (the product of "
+            f"its dimensions after the first); compute it from training inputs of shape "
+            f"[rows{''.join(f', {d}' for d in dims)}]")
+    return baseline
 
 
 class _Fields:

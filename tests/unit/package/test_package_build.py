@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import tarfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from support.models import mixed_model
 
+from edgefleet.drift import BASELINE_FILE, Baseline, build_baseline
 from edgefleet.errors import (
     InvalidArgument,
     NotFound,
@@ -27,9 +31,18 @@ from edgefleet.package import (
     KeyFiles,
     Manifest,
     build_package,
+    extract_archive,
     open_package,
 )
-from edgefleet.package.manifest import check_model_name, check_model_version, file_sha256
+from edgefleet.package.build import baseline_from_file
+from edgefleet.package.loader import read_baseline
+from edgefleet.package.manifest import (
+    check_baseline,
+    check_model_name,
+    check_model_version,
+    file_sha256,
+)
+from edgefleet.tensors import TensorSpec
 
 
 def test_archive_layout_and_manifest(archive: Path, model_path: Path) -> None:
@@ -230,3 +243,162 @@ def test_newer_manifest_format_is_unsupported(package_dir: Path) -> None:
 
     with pytest.raises(UnsupportedModel, match="upgrade edgefleet"):
         Manifest.from_json(json.dumps(document).encode())
+
+
+# -- drift baseline -------------------------------------------------------------------------------
+
+def training_inputs(rows: int = 200, features: int = 4) -> np.ndarray:
+    """Training inputs of the conftest model's input x (float32 [batch, 4])."""
+    return np.random.default_rng(3).normal(size=(rows, features)).astype(np.float32)
+
+
+def build_with(tmp_path: Path, model_path: Path, keys: KeyFiles, baseline: Baseline) -> Path:
+    return build_package(model_path, name="add-model", version="1.0", key_path=keys.signing_key,
+                         cert_path=keys.signing_cert, out_dir=tmp_path / "out",
+                         baseline=baseline)
+
+
+def test_a_baseline_is_listed_signed_and_read_back(tmp_path: Path, model_path: Path,
+                                                   keys: KeyFiles) -> None:
+    baseline = build_baseline(training_inputs(), tensor="x")
+
+    archive = build_with(tmp_path, model_path, keys, baseline)
+
+    with tarfile.open(archive) as tar:
+        names = tar.getnames()
+        manifest = json.loads(tar.extractfile(MANIFEST_NAME).read())  # type: ignore[union-attr]
+        data = tar.extractfile(BASELINE_FILE).read()  # type: ignore[union-attr]
+    assert names == [MANIFEST_NAME, SIGNATURE_NAME, BASELINE_FILE, MODEL_FILE]
+    assert manifest["baseline"] == BASELINE_FILE
+    assert manifest["files"][BASELINE_FILE] == {"sha256": hashlib.sha256(data).hexdigest(),
+                                                "size": len(data)}
+    assert Baseline.from_json(data) == baseline
+    assert read_baseline(archive) == baseline
+    assert Manifest.from_json(json.dumps(manifest).encode()).baseline == BASELINE_FILE
+
+
+def test_a_package_without_baseline_has_none(archive: Path, package_dir: Path) -> None:
+    assert read_baseline(archive) is None
+    assert read_baseline(package_dir) is None
+    assert Manifest.from_json((package_dir / MANIFEST_NAME).read_bytes()).baseline is None
+
+
+@pytest.mark.parametrize(("baseline", "error"), [
+    (build_baseline(training_inputs(), tensor="y"),
+     "baseline is for input tensor 'y', but the model's inputs are 'x'"),
+    (build_baseline(training_inputs(features=3), tensor="x"),
+     r"3 features per row, but input 'x' of shape \[-1, 4\] has 4 .*shape \[rows, 4\]"),
+])
+def test_a_baseline_that_does_not_fit_the_model_is_refused(
+        tmp_path: Path, model_path: Path, keys: KeyFiles, baseline: Baseline,
+        error: str) -> None:
+    with pytest.raises(InvalidArgument, match=error):
+        build_with(tmp_path, model_path, keys, baseline)
+
+    assert not (tmp_path / "out").exists()
+
+
+def test_feature_counts_of_dynamic_inputs_are_not_checked() -> None:
+    spec = TensorSpec("x", 5, (-1, -1, 3))
+
+    baseline = build_baseline(training_inputs(features=7), tensor="x")
+
+    assert check_baseline(baseline, [spec]) is baseline
+    assert check_baseline(build_baseline(training_inputs(features=1)[:, 0], tensor="v"),
+                          [TensorSpec("v", 5, (-1,))])
+
+
+@pytest.mark.parametrize(("value", "error"), [
+    ("other.json", "baseline 'other.json' is not listed in files"),
+    (MODEL_FILE, "baseline 'model.onnx' is not listed in files .*or is the model file"),
+    (7, "field 'baseline' must be a string, not an integer"),
+    ("../baseline.json", "field 'baseline'"),
+])
+def test_a_bad_baseline_field_names_it(package_dir: Path, value: object, error: str) -> None:
+    document = manifest_document(package_dir)
+    document["baseline"] = value
+
+    with pytest.raises(PackageError, match=error):
+        Manifest.from_json(json.dumps(document).encode())
+
+
+def test_unknown_manifest_fields_are_ignored(package_dir: Path) -> None:
+    # Why the optional baseline field kept format_version 1: older readers skip unknown keys.
+    document = manifest_document(package_dir)
+    document["added_by_a_newer_edgefleet"] = {"any": ["thing"]}
+
+    assert Manifest.from_json(json.dumps(document).encode()).model_file == MODEL_FILE
+
+
+def test_manifest_round_trip_with_a_baseline(tmp_path: Path, model_path: Path,
+                                             keys: KeyFiles) -> None:
+    archive = build_with(tmp_path, model_path, keys, build_baseline(training_inputs(), tensor="x"))
+    folder = tmp_path / "package"
+    folder.mkdir()
+    extract_archive(archive, folder)
+    data = (folder / MANIFEST_NAME).read_bytes()
+
+    assert Manifest.from_json(data).to_json() == data
+
+
+def test_baseline_from_a_npy_of_the_only_input(tmp_path: Path, model_path: Path) -> None:
+    x = training_inputs()
+    np.save(tmp_path / "train.npy", x)
+
+    baseline = baseline_from_file(tmp_path / "train.npy", model_path, bins=5)
+
+    assert baseline == build_baseline(x, tensor="x", bins=5)
+
+
+def test_baseline_from_a_ready_json(tmp_path: Path, model_path: Path) -> None:
+    baseline = build_baseline(training_inputs(), tensor="x")
+    (tmp_path / "baseline.json").write_bytes(baseline.to_json())
+
+    assert baseline_from_file(tmp_path / "baseline.json", model_path) == baseline
+    with pytest.raises(InvalidArgument, match="is for input tensor 'x', not 'z'"):
+        baseline_from_file(tmp_path / "baseline.json", model_path, tensor="z")
+
+
+def test_a_model_of_several_inputs_needs_the_tensor(tmp_path: Path) -> None:
+    model = mixed_model(tmp_path / "mixed.onnx")  # inputs a and b, float32/int32 [2, 3]
+    np.save(tmp_path / "b.npy", np.arange(600, dtype=np.int32).reshape(200, 3))
+
+    with pytest.raises(InvalidArgument, match="the model has inputs 'a', 'b': name the one"):
+        baseline_from_file(tmp_path / "b.npy", model)
+    assert baseline_from_file(tmp_path / "b.npy", model, tensor="b").tensor == "b"
+
+
+def test_baseline_file_refusals(tmp_path: Path, model_path: Path) -> None:
+    with pytest.raises(NotFound, match=r"nope.npy does not exist; pass a .npy of training"):
+        baseline_from_file(tmp_path / "nope.npy", model_path)
+    (tmp_path / "train.csv").write_text("1,2,3,4\n")
+    with pytest.raises(InvalidArgument, match=r"neither a .npy array .* numpy.save"):
+        baseline_from_file(tmp_path / "train.csv", model_path)
+    (tmp_path / "junk.npy").write_bytes(b"not an array")
+    with pytest.raises(InvalidArgument, match=r"junk.npy is not a readable .npy array"):
+        baseline_from_file(tmp_path / "junk.npy", model_path)
+    np.save(tmp_path / "objects.npy", np.array([{"a": 1}] * 200, dtype=object))
+    with pytest.raises(InvalidArgument, match="without pickled objects"):
+        baseline_from_file(tmp_path / "objects.npy", model_path)
+    with (tmp_path / "zipped.npy").open("wb") as out:
+        np.savez(out, x=training_inputs())
+    with pytest.raises(InvalidArgument, match=r"is an .npz archive"):
+        baseline_from_file(tmp_path / "zipped.npy", model_path)
+    np.save(tmp_path / "few.npy", training_inputs(rows=20))
+    with pytest.raises(InvalidArgument, match="at least 100 rows; got 20"):
+        baseline_from_file(tmp_path / "few.npy", model_path)
+    (tmp_path / "bad.json").write_text("[]")
+    with pytest.raises(InvalidArgument, match="must hold a JSON object"):
+        baseline_from_file(tmp_path / "bad.json", model_path)
+
+
+def test_a_npy_header_that_claims_more_than_the_file_holds(tmp_path: Path,
+                                                           model_path: Path) -> None:
+    path = tmp_path / "lying.npy"
+    with path.open("wb") as out:  # 16 TB declared, 64 bytes present: mapped, never allocated
+        np.lib.format.write_array_header_1_0(
+            out, {"descr": "<f4", "fortran_order": False, "shape": (10 ** 12, 4)})
+        out.write(b"\0" * 64)
+
+    with pytest.raises(InvalidArgument, match=r"lying.npy is not a readable .npy array"):
+        baseline_from_file(path, model_path)

@@ -5,11 +5,14 @@ from __future__ import annotations
 import stat
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner, Result
 
 from edgefleet.cli import app
+from edgefleet.drift import BASELINE_FILE, build_baseline
 from edgefleet.package import MODEL_FILE, KeyFiles
+from edgefleet.package.loader import read_baseline
 
 runner = CliRunner()
 
@@ -142,3 +145,69 @@ def test_help_explains_the_commands() -> None:
     for command in ("build", "verify", "inspect"):
         assert command in result.stdout
     assert "sagemaker_edge_manifest" in result.stdout
+
+
+def build_args(model_path: Path, keys: KeyFiles, out_dir: Path) -> list[str | Path]:
+    return ["package", "build", model_path, "--name", "add-model", "--version", "3",
+            "--key", keys.signing_key, "--cert", keys.signing_cert, "--out-dir", out_dir]
+
+
+def test_build_with_a_npy_baseline_and_inspect_it(tmp_path: Path, model_path: Path,
+                                                  keys: KeyFiles) -> None:
+    x = np.random.default_rng(1).normal(size=(250, 4)).astype(np.float32)
+    np.save(tmp_path / "train.npy", x)
+
+    built = edgefleet(*build_args(model_path, keys, tmp_path), "--baseline",
+                      tmp_path / "train.npy", "--baseline-bins", "5")
+
+    assert built.exit_code == 0, built.output
+    archive = tmp_path / "add-model-3.tar.gz"
+    assert read_baseline(archive) == build_baseline(x, tensor="x", bins=5)
+    inspected = edgefleet("package", "inspect", archive)
+    assert inspected.exit_code == 0, inspected.output
+    assert f"{BASELINE_FILE}: tensor x, 4 features, 250 rows" in inspected.stdout
+    verified = edgefleet("package", "verify", archive, "--root-certs", keys.root_certs_dir)
+    assert verified.exit_code == 0, verified.output
+    assert "2 files match the manifest" in verified.stdout
+
+
+def test_build_with_a_ready_baseline_json(tmp_path: Path, model_path: Path,
+                                          keys: KeyFiles) -> None:
+    baseline = build_baseline(np.arange(400.0).reshape(100, 4), tensor="x")
+    (tmp_path / "baseline.json").write_bytes(baseline.to_json())
+
+    built = edgefleet(*build_args(model_path, keys, tmp_path / "out"), "--baseline",
+                      tmp_path / "baseline.json", "--baseline-tensor", "x")
+
+    assert built.exit_code == 0, built.output
+    assert read_baseline(tmp_path / "out" / "add-model-3.tar.gz") == baseline
+
+
+def test_inspect_says_when_there_is_no_baseline(archive: Path) -> None:
+    result = edgefleet("package", "inspect", archive)
+
+    assert result.exit_code == 0, result.output
+    assert " ".join(result.stdout.split()).count("baseline none") == 1
+
+
+def test_baseline_errors_say_what_to_do(tmp_path: Path, model_path: Path,
+                                        keys: KeyFiles) -> None:
+    args = build_args(model_path, keys, tmp_path / "out")
+    np.save(tmp_path / "three.npy", np.zeros((200, 3), np.float32))
+    (tmp_path / "train.csv").write_text("1,2,3,4\n")
+
+    failed(edgefleet(*args, "--baseline", tmp_path / "missing.npy"),
+           "missing.npy does not exist; pass a .npy of training inputs (first dimension rows) "
+           "or a baseline.json")
+    failed(edgefleet(*args, "--baseline", tmp_path / "train.csv"),
+           "is neither a .npy array of training inputs nor a baseline.json; save the training "
+           "inputs with numpy.save")
+    failed(edgefleet(*args, "--baseline", tmp_path / "three.npy"),
+           "has 3 features per row, but input 'x' of shape [-1, 4] has 4 (the product of its "
+           "dimensions after the first); compute it from training inputs of shape [rows, 4]")
+    failed(edgefleet(*args, "--baseline", tmp_path / "three.npy", "--baseline-tensor", "q"),
+           "baseline is for input tensor 'q', but the model's inputs are 'x'")
+    failed(edgefleet(*args, "--baseline-tensor", "x"), "--baseline-tensor needs --baseline")
+    failed(edgefleet(*args, "--baseline", tmp_path / "three.npy", "--baseline-bins", "1"),
+           "bins must be 2 to 100")
+    assert not (tmp_path / "out").exists()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import functools
+import hashlib
 import json
 import os
 import shutil
@@ -12,8 +13,12 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from edgefleet.agent.config import AgentConfig
+from edgefleet.agent.serving.service import AgentService
+from edgefleet.drift import BASELINE_FILE, Baseline, build_baseline
 from edgefleet.errors import (
     InvalidArgument,
     NotFound,
@@ -30,10 +35,13 @@ from edgefleet.package import (
     KeyFiles,
     Manifest,
     build_package,
+    extract_archive,
     open_package,
 )
 from edgefleet.package.archive import write_archive
 from edgefleet.package.files import open_regular
+from edgefleet.package.loader import read_baseline
+from edgefleet.package.manifest import MAX_BASELINE_BYTES
 from edgefleet.package.signing import load_signing_identity, sign_manifest
 
 Issue = Callable[[dt.datetime, dt.datetime], tuple[Path, Path]]
@@ -447,3 +455,107 @@ def test_archives_from_before_the_reorder_still_load(
     opened = open_package(archive, extract_root=tmp_path / "extract",
                           root_certs_path=keys.root_certs_dir)
     assert opened.signed and opened.model_path.is_file()
+
+
+# -- packages with a drift baseline ---------------------------------------------------------------
+
+@pytest.fixture
+def baseline() -> Baseline:
+    """A baseline of the conftest model's input x (float32 [batch, 4])."""
+    x = np.random.default_rng(5).normal(size=(300, 4)).astype(np.float32)
+    return build_baseline(x, tensor="x")
+
+
+@pytest.fixture
+def baselined(tmp_path: Path, model_path: Path, keys: KeyFiles, baseline: Baseline) -> Path:
+    """A signed ``drifty-1.0.tar.gz`` that carries ``baseline``."""
+    return build_package(model_path, name="drifty", version="1.0", key_path=keys.signing_key,
+                         cert_path=keys.signing_cert, out_dir=tmp_path / "out",
+                         baseline=baseline)
+
+
+def test_a_package_with_a_baseline_loads_and_serves(
+        tmp_path: Path, baselined: Path, keys: KeyFiles, baseline: Baseline) -> None:
+    opened = open_package(baselined, extract_root=tmp_path / "x",
+                          root_certs_path=keys.root_certs_dir)
+
+    assert opened.signed and opened.manifest is not None
+    assert opened.manifest.baseline == BASELINE_FILE
+    assert Baseline.from_json((opened.directory / BASELINE_FILE).read_bytes()) == baseline
+    assert read_baseline(opened.directory) == baseline
+    # The agent's own LoadModel path: open_package, then ONNX Runtime.
+    service = AgentService(AgentConfig.from_mapping({
+        "sagemaker_edge_core_root_certs_path": str(keys.root_certs_dir),
+        "sagemaker_edge_local_data_root_path": str(tmp_path / "data")}))
+    assert service.load_model(str(baselined), "drifty").version == "1.0"
+    x = np.ones((2, 4), np.float32)
+    np.testing.assert_array_equal(service.predict_arrays("drifty", {"x": x})["y"],
+                                  x + np.arange(4, dtype=np.float32))
+
+
+def test_a_changed_baseline_is_tampering(tmp_path: Path, baselined: Path, keys: KeyFiles,
+                                         baseline: Baseline) -> None:
+    folder = tmp_path / "package"
+    folder.mkdir()
+    extract_archive(baselined, folder)
+    changed = Baseline(baseline.tensor, baseline.feature_names, baseline.features,
+                       baseline.rows + 1).to_json()
+    (folder / BASELINE_FILE).write_bytes(changed)
+
+    with pytest.raises(TamperedPackage, match=f"file '{BASELINE_FILE}' was changed"):
+        open_package(folder, extract_root=tmp_path / "x", root_certs_path=keys.root_certs_dir)
+    with pytest.raises(TamperedPackage, match=f"file '{BASELINE_FILE}' was changed"):
+        read_baseline(folder)
+    (folder / BASELINE_FILE).unlink()
+    with pytest.raises(TamperedPackage, match=f"file '{BASELINE_FILE}' was removed"):
+        read_baseline(folder)
+    archive = _archive_of(tmp_path / "no-baseline.tar.gz", {
+        n: folder / n for n in (MANIFEST_NAME, SIGNATURE_NAME, MODEL_FILE)})
+    with pytest.raises(TamperedPackage, match=f"file '{BASELINE_FILE}' was removed"):
+        read_baseline(archive)
+
+
+def test_read_baseline_refusals(tmp_path: Path, model_path: Path) -> None:
+    with pytest.raises(NotFound, match="no model package at"):
+        read_baseline(tmp_path / "nope.tar.gz")
+    with pytest.raises(PackageError, match="is not a package archive"):
+        read_baseline(model_path)
+    with pytest.raises(PackageError, match="has no sagemaker_edge_manifest"):
+        read_baseline(tmp_path)
+    unsigned = _archive_of(tmp_path / "bare.tar.gz", {MODEL_FILE: model_path})
+    with pytest.raises(PackageError, match="has no sagemaker_edge_manifest"):
+        read_baseline(unsigned)
+
+
+def test_a_listed_baseline_that_is_not_one_is_a_package_error(
+        tmp_path: Path, package_dir: Path, keys: KeyFiles) -> None:
+    junk = b'{"format_version": 1, "tensor": "x", "rows": 0}'
+    (package_dir / BASELINE_FILE).write_bytes(junk)
+    document = json.loads((package_dir / MANIFEST_NAME).read_bytes())
+    document["baseline"] = BASELINE_FILE
+    document["files"][BASELINE_FILE] = {"sha256": hashlib.sha256(junk).hexdigest(),
+                                        "size": len(junk)}
+    resign(package_dir, keys, document)
+
+    with pytest.raises(PackageError, match="'rows' must be a positive integer; rebuild"):
+        read_baseline(package_dir)
+    # The loader itself checks only digests: the agent loads the model regardless.
+    assert open_package(package_dir, extract_root=tmp_path / "x",
+                        root_certs_path=keys.root_certs_dir).signed
+
+
+def test_a_baseline_over_the_size_cap_is_refused(tmp_path: Path, package_dir: Path,
+                                                 keys: KeyFiles) -> None:
+    big = b" " * (MAX_BASELINE_BYTES + 1)
+    (package_dir / BASELINE_FILE).write_bytes(big)
+    document = json.loads((package_dir / MANIFEST_NAME).read_bytes())
+    document["baseline"] = BASELINE_FILE
+    document["files"][BASELINE_FILE] = {"sha256": hashlib.sha256(big).hexdigest(),
+                                        "size": len(big)}
+    resign(package_dir, keys, document)
+    archive = _archive_of(tmp_path / "big.tar.gz", {
+        n: package_dir / n for n in (MANIFEST_NAME, SIGNATURE_NAME, BASELINE_FILE, MODEL_FILE)})
+
+    for package in (package_dir, archive):
+        with pytest.raises(PackageError, match=f"more than the {MAX_BASELINE_BYTES}|larger than"):
+            read_baseline(package)
