@@ -30,7 +30,9 @@ from sqlalchemy.orm import Session
 
 from edgefleet.fleet import (
     bootstrap,
+    captures,
     compilation,
+    drift_series,
     fleets,
     notify,
     operator_keys,
@@ -39,6 +41,7 @@ from edgefleet.fleet import (
     rollout,
     schemas,
 )
+from edgefleet.fleet.capture_location import CaptureLocation
 from edgefleet.fleet.crypto import token_hash
 from edgefleet.fleet.db.models import AdminToken
 from edgefleet.fleet.sigv4 import Unauthenticated
@@ -222,17 +225,27 @@ def create_packaging_job(
         request: Request, name: Annotated[str, Form(pattern=schemas.NAME_PATTERN, max_length=63)],
         model_name: Annotated[str, Form()], model_version: Annotated[str, Form()],
         model: Annotated[UploadFile, File(description="the ONNX model file")],
+        baseline: Annotated[UploadFile | None, File(
+            description="optional drift baseline: a .npy of training inputs of one model "
+                        "input (first dimension rows), or a baseline.json")] = None,
+        baseline_tensor: Annotated[str | None, Form(
+            max_length=1024, description="the model input a .npy baseline is for (default: "
+                                         "the model's only input)")] = None,
 ) -> schemas.PackagingJobOut:
-    """Package and sign an uploaded ONNX model; a model that cannot be packaged gives a job
-    with status FAILED and the reason."""
+    """Package and sign an uploaded ONNX model, with its drift baseline if one is uploaded; a
+    model that cannot be packaged, or a baseline that does not fit it, gives a job with status
+    FAILED and the reason; an unreadable baseline is refused (400). Model and baseline together
+    are bounded by the server's max_model_upload_bytes."""
     context = request.app.state.context
     with tempfile.TemporaryDirectory(prefix="edgefleet-upload-") as tmp:
         path = Path(tmp) / "model.onnx"
         with path.open("wb") as out:
             shutil.copyfileobj(model.file, out)
+        made = None if baseline is None else packaging.baseline_from_upload(
+            baseline.file, baseline.filename, path, tensor=baseline_tensor)
         return packaging.create_job(context.sessions, context.key, context.store, name=name,
                                     model_name=model_name, model_version=model_version,
-                                    model_path=path)
+                                    model_path=path, baseline=made)
 
 
 @router.get("/packaging-jobs", tags=["packaging"])
@@ -354,3 +367,72 @@ def list_stage_devices(name: str, stage: str,
                        session: ReadSession) -> list[schemas.StageDeviceOut]:
     """Per-device status of a stage, from GetDeployments and heartbeats' DeploymentResult."""
     return rollout.stage_devices(session, name, stage)
+
+
+# -- captured data and drift ----------------------------------------------------------------------
+
+def _capture_location(request: Request) -> CaptureLocation | None:
+    index = request.app.state.context.captures
+    return None if index is None else index.location
+
+
+@router.get("/captures", tags=["captures"])
+def list_captures(session: ReadSession, device: str | None = None, model: str | None = None,
+                  event: str | None = None, before: str | None = None,
+                  limit: Annotated[int, Query(ge=1, le=captures.MAX_PAGE)] = 100
+                  ) -> captures.CapturePage:
+    """Indexed capture records, newest inference time first, optionally of one device, model
+    and event; page with ``before`` = previous ``next_before``."""
+    return captures.list_captures(session, device=device, model=model, event=event,
+                                  before=before, limit=limit)
+
+
+@router.get("/devices/{name}/captures", tags=["captures"])
+def device_captures(name: str, session: ReadSession, model: str | None = None,
+                    event: str | None = None, before: str | None = None,
+                    limit: Annotated[int, Query(ge=1, le=captures.MAX_PAGE)] = 100
+                    ) -> captures.DeviceCaptures:
+    """A device's captured data: totals, records per model and UTC hour of inference time,
+    and a page of its records (newest first)."""
+    return captures.device_captures(session, name, model=model, event=event, before=before,
+                                    limit=limit)
+
+
+@router.get("/captures/{capture}", tags=["captures"])
+def describe_capture(capture: int, request: Request,
+                     session: ReadSession) -> captures.CaptureDetail:
+    """One capture record with its tensors (dtype, shape, values) and auxiliary data, read
+    from the capture location (409 when the server has none)."""
+    location = _capture_location(request)
+    out, line = captures.read_line(location, session, capture)
+    assert location is not None
+    return captures.capture_detail(out, line, captures.decode_line(location, out.file, line))
+
+
+@router.get("/captures/{capture}/download", tags=["captures"], response_class=Response,
+            responses={200: {"content": {"application/x-ndjson": {},
+                                         "application/octet-stream": {}}}})
+def download_capture(capture: int, request: Request, session: ReadSession,
+                     format: Annotated[str, Query(pattern="^(jsonl|npz)$")] = "jsonl"
+                     ) -> Response:
+    """The record's JSON line as stored (``jsonl``), or its tensors as a numpy ``.npz``
+    (arrays ``input/<name>`` and ``output/<name>``)."""
+    location = _capture_location(request)
+    out, line = captures.read_line(location, session, capture)
+    assert location is not None
+    stem = f"capture-{out.id}"
+    if format == "npz":
+        return Response(captures.tensors_npz(captures.decode_line(location, out.file, line)),
+                        media_type="application/octet-stream", headers={
+                            "Content-Disposition": f'attachment; filename="{stem}.npz"'})
+    return Response(line + b"\n", media_type="application/x-ndjson", headers={
+        "Content-Disposition": f'attachment; filename="{stem}.jsonl"'})
+
+
+@router.get("/devices/{name}/drift", tags=["captures"])
+def device_drift(name: str, request: Request, session: ReadSession,
+                 days: Annotated[int, Query(ge=1, le=3660)] = drift_series.DEFAULT_DAYS
+                 ) -> captures.DeviceDrift:
+    """Input drift of the device's captures against their packages' baselines: per model
+    version, one point per UTC day, the largest feature PSI over the trailing 7 days."""
+    return captures.drift_out(session, request.app.state.context.baselines, name, days)

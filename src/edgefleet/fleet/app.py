@@ -20,10 +20,13 @@ from starlette.routing import Match
 import edgefleet
 from edgefleet.errors import EdgefleetError
 from edgefleet.fleet import admin_api, edge_api, schemas
+from edgefleet.fleet.capture_index import CaptureIndex
+from edgefleet.fleet.capture_location import open_capture_location
 from edgefleet.fleet.context import Context
 from edgefleet.fleet.crypto import ServerKey
 from edgefleet.fleet.dashboard import router as dashboard_router
 from edgefleet.fleet.db.engine import make_engine, make_sessionmaker
+from edgefleet.fleet.drift_series import PackageBaselines
 from edgefleet.fleet.edge import CredentialCache
 from edgefleet.fleet.heartbeats import HeartbeatWriter
 from edgefleet.fleet.history import HistoryPolicy
@@ -93,10 +96,15 @@ def create_app(settings: ServerSettings) -> FastAPI:
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     engine = make_engine(settings.resolved_database_url())
     sessions = make_sessionmaker(engine)
+    store = open_object_store(settings.object_store, data_dir)
+    baselines = PackageBaselines(sessions, store)
+    captures = None if settings.capture_location is None else CaptureIndex(
+        sessions, open_capture_location(settings.capture_location), baselines,
+        scan_seconds=settings.capture_scan_seconds)
     context = Context(
         settings=settings, sessions=sessions,
         key=ServerKey.load_or_create(settings.resolved_server_key_file()),
-        store=open_object_store(settings.object_store, data_dir),
+        store=store, captures=captures, baselines=baselines,
         credentials=CredentialCache(settings.credential_cache_seconds),
         auth_failures=AuthFailureLimit(settings.auth_failures_per_minute),
         heartbeats=HeartbeatWriter(sessions, interval_seconds=settings.heartbeat_batch_seconds,
@@ -104,7 +112,11 @@ def create_app(settings: ServerSettings) -> FastAPI:
         notifier=make_notifier(settings.mqtt_url, settings.mqtt_topic_prefix))
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if captures is not None:
+            captures.start()
         yield
+        if captures is not None:
+            captures.stop()
         context.heartbeats.close()
         engine.dispose()
 

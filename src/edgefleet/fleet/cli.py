@@ -114,6 +114,9 @@ def server(
         "against sagemaker_edge_provider_aws_ca_cert_file.")] = None,
     tls_key: Annotated[Path | None, typer.Option(
         help="The PEM private key of --tls-cert.")] = None,
+    capture_location: Annotated[str | None, typer.Option(
+        help="Folder or s3://bucket/prefix?endpoint=URL the agents store captured data in, "
+             "for the dashboard's captured data and drift pages (default: off).")] = None,
 ) -> None:
     """Run the fleet control plane (migrates the database and creates keys at first start).
 
@@ -137,7 +140,8 @@ def server(
              "object_store": object_store, "public_url": public_url, "region": region,
              "connected_window_seconds": connected_window_seconds,
              "server_key_file": server_key_file, "admin_token_file": admin_token_file,
-             "mqtt_url": mqtt_url, "mqtt_topic_prefix": mqtt_topic_prefix}
+             "mqtt_url": mqtt_url, "mqtt_topic_prefix": mqtt_topic_prefix,
+             "capture_location": capture_location}
     # Workers are separate processes: they read the same settings from the environment.
     for name, value in given.items():
         if value is not None:
@@ -371,11 +375,19 @@ def packaging_create(
     model_file: Annotated[Path, typer.Option(exists=True, dir_okay=False, help="ONNX model.")],
     model_name: Annotated[str, typer.Option(help="Package model name.")],
     model_version: Annotated[str, typer.Option(help="Package model version, e.g. 1.0.")],
+    baseline: Annotated[Path | None, typer.Option(
+        exists=True, dir_okay=False, help="Drift baseline the package carries: a .npy of "
+        "training inputs of one model input (first dimension rows), or a baseline.json.")
+    ] = None,
+    baseline_tensor: Annotated[str | None, typer.Option(
+        help="The model input a .npy --baseline is for (default: the model's only input).")
+    ] = None,
     server: ServerUrl = DEFAULT_SERVER, token: Token = None,
 ) -> None:
-    """Upload an ONNX model; the server packages and signs it."""
+    """Upload an ONNX model (and its drift baseline); the server packages and signs it."""
     with _client(server, token) as client:
-        job = client.create_packaging_job(name, model_name, model_version, model_file)
+        job = client.create_packaging_job(name, model_name, model_version, model_file,
+                                          baseline, baseline_tensor=baseline_tensor)
     _print(job)
     if job["status"] != "COMPLETED":
         raise typer.Exit(1)

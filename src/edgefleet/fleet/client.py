@@ -114,12 +114,22 @@ class AdminClient:
         return pem
 
     def create_packaging_job(self, name: str, model_name: str, model_version: str,
-                             model_file: Path) -> Any:
-        """POST /api/v1/packaging-jobs (multipart upload of the ONNX file)."""
+                             model_file: Path, baseline: Path | None = None, *,
+                             baseline_tensor: str | None = None) -> Any:
+        """POST /api/v1/packaging-jobs (multipart upload of the ONNX file and, with
+        ``baseline``, of its drift baseline: a ``.npy`` of training inputs of one model input,
+        first dimension rows, or a ``baseline.json``; ``baseline_tensor`` names the input a
+        ``.npy`` is for when the model has several)."""
+        data = {"name": name, "model_name": model_name, "model_version": model_version}
+        if baseline_tensor is not None:
+            data["baseline_tensor"] = baseline_tensor
         with model_file.open("rb") as model:
-            return self._call("POST", "/api/v1/packaging-jobs", data={
-                "name": name, "model_name": model_name, "model_version": model_version},
-                files={"model": (model_file.name, model, "application/octet-stream")})
+            files = {"model": (model_file.name, model, "application/octet-stream")}
+            if baseline is None:
+                return self._call("POST", "/api/v1/packaging-jobs", data=data, files=files)
+            with baseline.open("rb") as training:
+                files["baseline"] = (baseline.name, training, "application/octet-stream")
+                return self._call("POST", "/api/v1/packaging-jobs", data=data, files=files)
 
     def describe_packaging_job(self, name: str) -> Any:
         """GET /api/v1/packaging-jobs/{name}."""
@@ -194,3 +204,36 @@ class AdminClient:
     def revoke_operator_key(self, access_key_id: str) -> Any:
         """DELETE /api/v1/operator-keys/{access_key_id}."""
         return self._call("DELETE", f"/api/v1/operator-keys/{_q(access_key_id)}")
+
+    def list_captures(self, device: str | None = None, model: str | None = None,
+                      event: str | None = None, before: str | None = None,
+                      limit: int = 100) -> Any:
+        """GET /api/v1/captures: indexed capture records, newest first (``CapturePage``)."""
+        return self._call("GET", "/api/v1/captures", params=_params(
+            device=device, model=model, event=event, before=before, limit=limit))
+
+    def device_captures(self, name: str, model: str | None = None, event: str | None = None,
+                        before: str | None = None, limit: int = 100) -> Any:
+        """GET /api/v1/devices/{name}/captures: totals, records per hour, a page of records."""
+        return self._call("GET", f"/api/v1/devices/{_q(name)}/captures", params=_params(
+            model=model, event=event, before=before, limit=limit))
+
+    def describe_capture(self, capture: int) -> Any:
+        """GET /api/v1/captures/{capture}: the record with its tensors and auxiliary data."""
+        return self._call("GET", f"/api/v1/captures/{capture}")
+
+    def download_capture(self, capture: int, format: str = "jsonl") -> bytes:
+        """GET /api/v1/captures/{capture}/download: the JSON line as stored (``jsonl``) or
+        the tensors as a numpy ``.npz`` (``npz``)."""
+        data: bytes = self._call("GET", f"/api/v1/captures/{capture}/download",
+                                 params={"format": format})
+        return data
+
+    def device_drift(self, name: str, days: int = 60) -> Any:
+        """GET /api/v1/devices/{name}/drift: per model version, the daily largest feature PSI."""
+        return self._call("GET", f"/api/v1/devices/{_q(name)}/drift", params={"days": days})
+
+
+def _params(**values: Any) -> dict[str, Any]:
+    """Query parameters without the ones not given."""
+    return {name: value for name, value in values.items() if value is not None}

@@ -8,7 +8,9 @@ from dataclasses import dataclass, field
 from fastapi import Request
 from sqlalchemy.orm import Session, sessionmaker
 
+from edgefleet.fleet.capture_index import CaptureIndex
 from edgefleet.fleet.crypto import ServerKey
+from edgefleet.fleet.drift_series import Baselines, FixedBaselines
 from edgefleet.fleet.edge import CredentialCache
 from edgefleet.fleet.heartbeats import HeartbeatWriter
 from edgefleet.fleet.limits import AuthFailureLimit
@@ -20,8 +22,9 @@ from edgefleet.fleet.storage import ObjectStore
 @dataclass(frozen=True)
 class Context:
     """What request handlers need: settings, database, server key, object store, the device
-    credential cache, the heartbeat writer, the MQTT notifier of stage starts (None: off) and
-    the count of failed authentications per client address."""
+    credential cache, the heartbeat writer, the MQTT notifier of stage starts (None: off), the
+    count of failed authentications per client address, the capture index (None: no
+    ``capture_location``) and the drift baselines of packaged model versions."""
 
     settings: ServerSettings
     sessions: sessionmaker[Session]
@@ -31,6 +34,8 @@ class Context:
     heartbeats: HeartbeatWriter
     notifier: MqttNotifier | None = None
     auth_failures: AuthFailureLimit = field(default_factory=lambda: AuthFailureLimit(20))
+    captures: CaptureIndex | None = None
+    baselines: Baselines = field(default_factory=FixedBaselines)
 
     def client_address(self, request: Request) -> str:
         """The address failed authentications are counted by (the TCP peer)."""

@@ -3,7 +3,8 @@
 A job runs inside the request that creates it (the server keeps no background workers, so any
 instance can serve any request): :func:`edgefleet.package.build.build_package` checks the model
 with ONNX Runtime, signs its manifest with the server's signing key, and the archive
-``<model_name>-<model_version>.tar.gz`` is stored under ``packages/<job name>/``.
+``<model_name>-<model_version>.tar.gz`` is stored under ``packages/<job name>/``. A job may give
+the drift baseline of a model input (:mod:`edgefleet.drift`), which the package then carries.
 """
 
 from __future__ import annotations
@@ -11,20 +12,25 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
+import shutil
 import tempfile
 import time
 from pathlib import Path
+from typing import BinaryIO
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from edgefleet.drift import Baseline
 from edgefleet.errors import (
     AlreadyExists,
     EdgefleetError,
     FailedPrecondition,
     InvalidArgument,
     NotFound,
+    UnsupportedModel,
+    echo,
 )
 from edgefleet.fleet import schemas
 from edgefleet.fleet.bootstrap import signing_identity
@@ -32,7 +38,7 @@ from edgefleet.fleet.crypto import ServerKey
 from edgefleet.fleet.db.models import PackagingJob
 from edgefleet.fleet.storage import ObjectStore
 from edgefleet.package.archive import read_members
-from edgefleet.package.build import build_signed
+from edgefleet.package.build import baseline_from_file, build_signed
 from edgefleet.package.manifest import SIGNATURE_NAME, check_model_name, check_model_version
 from edgefleet.package.signing import parse_signing_identity
 
@@ -65,14 +71,54 @@ def _sha1(path: Path) -> str:
         return hashlib.file_digest(src, lambda: hashlib.sha1(usedforsecurity=False)).hexdigest()
 
 
+def baseline_from_upload(source: BinaryIO, filename: str | None, model_path: Path, *,
+                         tensor: str | None = None) -> Baseline | None:
+    """The drift baseline of an uploaded file, for :func:`create_job`.
+
+    The upload is copied next to ``model_path`` (a private temporary folder), under a name of
+    the server's own that keeps only the suffix of ``filename``.
+
+    Args:
+        source: the uploaded content: a ``.npy`` array of training inputs of one model input
+            (first dimension rows) or a ``baseline.json``
+            (:func:`edgefleet.package.build.baseline_from_file`).
+        filename: the client's file name; only its suffix (``.npy`` or ``.json``) is used.
+        model_path: the uploaded model.
+        tensor: the model input a ``.npy`` is for (default: the model's only input).
+
+    Returns:
+        The baseline, or None when the model itself cannot be loaded to find its only input:
+        the build then fails the job with the model's own reason.
+
+    Raises:
+        InvalidArgument: another suffix, an unreadable array or baseline, too few rows, or no
+            ``tensor`` for a model of several inputs.
+        ResourceExhausted: not enough memory for the training inputs.
+    """
+    suffix = Path(filename or "").suffix.lower()
+    if suffix not in (".npy", ".json"):
+        raise InvalidArgument(
+            f"the baseline upload {echo(filename or '', 100)!r} is neither a .npy array of "
+            f"training inputs nor a baseline.json; send one of them, named by its suffix")
+    path = model_path.with_name(f"baseline{suffix}")
+    with path.open("wb") as out:
+        shutil.copyfileobj(source, out)
+    try:
+        return baseline_from_file(path, model_path, tensor=tensor)
+    except UnsupportedModel:
+        return None
+
+
 def create_job(sessions: sessionmaker[Session], key: ServerKey, store: ObjectStore, *,
                name: str, model_name: str, model_version: str, model_path: Path,
                options: schemas.PackagingOptions | None = None,
-               compilation_job_name: str | None = None) -> schemas.PackagingJobOut:
+               compilation_job_name: str | None = None,
+               baseline: Baseline | None = None) -> schemas.PackagingJobOut:
     """Build, sign and store a package; record the job as COMPLETED or FAILED.
 
-    A model that cannot be packaged (not ONNX, unsupported dtypes) gives a FAILED job whose
-    ``status_message`` says why; the job name stays taken so the failure can be looked up.
+    A model that cannot be packaged (not ONNX, unsupported dtypes), or a baseline that does not
+    fit its inputs, gives a FAILED job whose ``status_message`` says why; the job name stays
+    taken so the failure can be looked up.
 
     Args:
         sessions: session factory (the build runs between two short transactions).
@@ -84,6 +130,7 @@ def create_job(sessions: sessionmaker[Session], key: ServerKey, store: ObjectSto
         model_path: the uploaded ONNX file.
         options: SageMaker's members (role, output location, keys, tags), kept and shown.
         compilation_job_name: the compilation job the model came from, if any.
+        baseline: the drift baseline the package carries as ``baseline.json``, if any.
 
     Raises:
         InvalidArgument: bad model name or version.
@@ -113,7 +160,8 @@ def create_job(sessions: sessionmaker[Session], key: ServerKey, store: ObjectSto
     with tempfile.TemporaryDirectory(prefix="edgefleet-pack-") as tmp:
         try:
             archive = build_signed(model_path, name=model_name, version=model_version,
-                                   key=signing_key, chain=chain, out_dir=Path(tmp))
+                                   key=signing_key, chain=chain, out_dir=Path(tmp),
+                                   baseline=baseline)
         except EdgefleetError as exc:
             job.status_message = f"packaging failed: {exc.message}"
             log.info("packaging job %s failed: %s", name, exc.message)

@@ -125,6 +125,17 @@ class ServerSettings(BaseSettings):
     dashboard_session_hours: float = Field(default=12.0, gt=0, le=24 * 30)
     """Lifetime of a dashboard login, in hours (``EDGEFLEET_SERVER_DASHBOARD_SESSION_HOURS``)."""
 
+    capture_location: str | None = None
+    """Where agents store captured data, read by the dashboard's "Captured data" and "Drift"
+    pages (``EDGEFLEET_SERVER_CAPTURE_LOCATION``): a folder (the agents' disk path, or a copy
+    of it), or ``s3://bucket/prefix?endpoint=URL&region=NAME`` read with boto3 (credentials
+    from its usual chain, as for ``object_store``; the prefix is the agents'
+    ``sagemaker_edge_core_folder_prefix``). Default: off."""
+
+    capture_scan_seconds: float = Field(default=5.0, ge=0.1, le=3600)
+    """Seconds between two scans of ``capture_location`` for new batch files
+    (``EDGEFLEET_SERVER_CAPTURE_SCAN_SECONDS``)."""
+
     @field_validator("mqtt_url")
     @classmethod
     def _broker_url(cls, value: str | None) -> str | None:

@@ -14,18 +14,30 @@ import itertools
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from typing import Generic, TypeVar
 
 from matplotlib.axes import Axes
 from matplotlib.dates import DateFormatter
 from matplotlib.figure import Figure
 from matplotlib.ticker import Formatter
 
+from edgefleet.drift import PSI_THRESHOLD
+from edgefleet.fleet.captures import HourCount
+from edgefleet.fleet.drift_series import DriftSeries
 from edgefleet.fleet.history import Sample, rate
+
+T = TypeVar("T")
 
 #: The dashboard's colours (static/dashboard.css uses the same).
 INK, MUTED, GRID = "#1f2328", "#656d76", "#d8dee4"
 BLUE, ORANGE, RED, GREEN, PURPLE = "#0969da", "#bc4c00", "#cf222e", "#1a7f37", "#8250df"
 MIB = 1 << 20
+#: Colours of successive models or model versions in one chart.
+CYCLE = (BLUE, PURPLE, GREEN, ORANGE, "#1b7c83", "#bf3989")
+#: Records-per-hour charts longer than this many hours show a bar per day instead.
+DAILY_AFTER_HOURS = 96
+#: PSI under which no shift is read (Siddiqi 2006; edgefleet.drift).
+PSI_MODERATE = 0.1
 
 def _formatter(seconds: float) -> Formatter:
     # Ticks of ranges under half an hour would all read the same minute without seconds.
@@ -161,12 +173,13 @@ def _version_changes(axes: Sequence[Axes], samples: Sequence[Sample], model: str
                              textcoords="offset points", fontsize=9, color=INK)
 
 
-class ChartCache:
-    """The latest ``max_entries`` drawings by key (least recently used dropped). Thread-safe."""
+class ChartCache(Generic[T]):
+    """The latest ``max_entries`` drawings (or other values derived from stored data, such
+    as drift series) by key (least recently used dropped). Thread-safe."""
 
     def __init__(self, max_entries: int = 256) -> None:
         self._max = max_entries
-        self._entries: OrderedDict[tuple[object, ...], bytes] = OrderedDict()
+        self._entries: OrderedDict[tuple[object, ...], T] = OrderedDict()
         self._lock = threading.Lock()
 
     def clear(self) -> None:
@@ -174,7 +187,7 @@ class ChartCache:
         with self._lock:
             self._entries.clear()
 
-    def get(self, key: tuple[object, ...], draw: Callable[[], bytes]) -> bytes:
+    def get(self, key: tuple[object, ...], draw: Callable[[], T]) -> T:
         """The drawing cached under ``key``, drawn by ``draw`` when absent."""
         with self._lock:
             found = self._entries.get(key)
@@ -187,3 +200,89 @@ class ChartCache:
             while len(self._entries) > self._max:
                 self._entries.popitem(last=False)
         return drawn
+
+
+def _dates(ax: Axes, seconds: float) -> None:
+    form = "%Y-%m-%d" if seconds > 3 * 86_400 else "%m-%d %H:%M"
+    found: Formatter = DateFormatter(form, tz=dt.UTC)  # type: ignore[no-untyped-call]
+    ax.xaxis.set_major_formatter(found)
+    ax.set_xlabel("inference time, UTC", color=MUTED, fontsize=9, loc="right")
+
+
+def _svg(figure: Figure) -> bytes:
+    out = io.BytesIO()
+    figure.savefig(out, format="svg")
+    return out.getvalue()
+
+
+def captures_chart(hours: Sequence[HourCount]) -> bytes:
+    """SVG: captured records per UTC hour of inference time (per day when the records span
+    more than :data:`DAILY_AFTER_HOURS` hours), stacked by model, over the records' own time
+    range (replayed historical data keeps its dates)."""
+    figure, (ax,) = _figure((1.3,))
+    if not hours:
+        _empty(ax)
+        return _svg(figure)
+    span = hours[-1].hour_start - hours[0].hour_start + 3600
+    step = 86_400 if span > DAILY_AFTER_HOURS * 3600 else 3600
+    _title(ax, f"Captured records per {'day' if step == 86_400 else 'hour'}")
+    models = sorted({h.model_name for h in hours})
+    counts: dict[str, dict[float, int]] = {m: {} for m in models}
+    events: dict[float, int] = {}
+    for h in hours:
+        slot = h.hour_start // step * step
+        counts[h.model_name][slot] = counts[h.model_name].get(slot, 0) + h.records
+        events[slot] = events.get(slot, 0) + h.events
+    slots = sorted({slot for per in counts.values() for slot in per})
+    bottom = [0] * len(slots)
+    for model, color in zip(models, itertools.cycle(CYCLE)):
+        values = [counts[model].get(slot, 0) for slot in slots]
+        ax.bar([_time(slot) for slot in slots], values, width=step / 86_400 * 0.85,
+               bottom=bottom, align="edge", color=color, label=model, linewidth=0)
+        bottom = [b + v for b, v in zip(bottom, values, strict=True)]
+    marked = [(slot, total) for slot, total in zip(slots, bottom, strict=True) if events[slot]]
+    if marked:
+        ax.plot([_time(slot + step / 2) for slot, _ in marked], [t * 1.04 for _, t in marked],
+                linestyle="none", marker="v", color=RED, markersize=6,
+                label="with events")
+    ax.legend(loc="upper left", fontsize=8, frameon=False, ncols=len(models) + 1)
+    ax.set_ylim(0, max(bottom) * 1.25 + 1)
+    ax.set_xlim(_time(slots[0] - step * 0.5), _time(slots[-1] + step * 1.5))
+    _dates(ax, slots[-1] - slots[0])
+    return _svg(figure)
+
+
+def drift_chart(series: Sequence[DriftSeries], threshold: float = PSI_THRESHOLD) -> bytes:
+    """SVG: per model version, the daily largest feature PSI of its captured inputs, with the
+    readings of the index as bands (under 0.1 no shift, 0.1 to ``threshold`` moderate, above
+    it significant) and a dashed line at ``threshold``."""
+    figure, (ax,) = _figure((1.6,))
+    _title(ax, "Input drift: largest feature PSI over the trailing 7 days")
+    points = [p for s in series for p in s.points]
+    top = max([p.psi for p in points] + [threshold * 2]) * 1.12
+    ax.axhspan(PSI_MODERATE, threshold, color="#fff8c5", linewidth=0, zorder=0)
+    ax.axhspan(threshold, top, color="#ffebe9", linewidth=0, zorder=0)
+    ax.axhline(threshold, color=RED, linestyle="--", linewidth=1.2, zorder=1)
+    for y, text, color in ((PSI_MODERATE / 2, "no shift", GREEN),
+                           ((PSI_MODERATE + threshold) / 2, "moderate shift", "#9a6700"),
+                           (threshold, f"threshold {threshold:g}: significant shift above",
+                            RED)):
+        ax.annotate(text, (1.0, y), xycoords=("axes fraction", "data"), xytext=(-6, 3),
+                    textcoords="offset points", ha="right", va="bottom" if y == threshold
+                    else "center", fontsize=8, color=color)
+    if not points:
+        _empty(ax)
+        ax.set_ylim(0, top)
+        return _svg(figure)
+    for one, color in zip(series, itertools.cycle(CYCLE)):
+        if one.points:
+            ax.plot([_time(p.day + 43_200) for p in one.points], [p.psi for p in one.points],
+                    color=color, linewidth=1.6, marker="o", markersize=3.5,
+                    label=f"{one.model_name} {one.model_version}")
+    ax.set_ylim(0, top)
+    days = [p.day for p in points]
+    ax.set_xlim(_time(min(days) - 43_200), _time(max(days) + 129_600))
+    ax.legend(loc="upper left", fontsize=8, frameon=False, ncols=len(series))
+    ax.set_ylabel("PSI", color=MUTED, fontsize=9)
+    _dates(ax, max(days) - min(days) + 86_400 * 4)
+    return _svg(figure)

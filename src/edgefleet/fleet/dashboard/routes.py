@@ -60,7 +60,7 @@ RANGES = (1, 6, 24)
 MAX_FORM_BYTES = 64 << 10
 #: Rows of a stage's device table (the counts above it cover every device).
 MAX_STAGE_ROWS = 500
-_charts = charts.ChartCache()
+_charts = charts.ChartCache[bytes]()
 
 
 def _age(seconds_ago: float | None) -> str:

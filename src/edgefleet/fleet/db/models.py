@@ -10,6 +10,8 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
+    Boolean,
     Float,
     ForeignKey,
     Index,
@@ -244,3 +246,79 @@ class HeartbeatSample(Base):
     interval_seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
     agent: Mapped[dict[str, float]] = mapped_column(JSON)
     models: Mapped[dict[str, dict[str, Any]]] = mapped_column(JSON)
+
+
+class CaptureFile(Base):
+    """A capture batch file the capture index has read (``key`` relative to the capture
+    location), so that it is never indexed twice; ``errors`` counts its malformed lines and
+    ``error`` names the first (see :mod:`edgefleet.fleet.capture_index`)."""
+
+    __tablename__ = "capture_files"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(Text, unique=True)
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    records: Mapped[int] = mapped_column(Integer)
+    errors: Mapped[int] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    indexed_at: Mapped[float] = mapped_column(Float)
+
+
+class CaptureEntry(Base):
+    """One capture record of an indexed batch file: who, which model, when (the record's
+    ``inferenceTime``, epoch s, and its UTC hour number ``floor(t / 3600)``), and where its line
+    is (``offset`` and ``length`` in bytes, ``line`` counted from 1). ``event`` is the
+    ``"event"`` string of an auxiliary JSON object, if any."""
+
+    __tablename__ = "capture_entries"
+    __table_args__ = (Index("ix_capture_entries_device_time", "device", "inference_time", "id"),
+                      Index("ix_capture_entries_time", "inference_time", "id"),
+                      Index("ix_capture_entries_model_time", "model_name", "inference_time", "id"),
+                      Index("ix_capture_entries_event_time", "event", "inference_time", "id"))
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    file_id: Mapped[int] = mapped_column(ForeignKey("capture_files.id", ondelete="CASCADE"))
+    line: Mapped[int] = mapped_column(Integer)
+    offset: Mapped[int] = mapped_column(BigInteger)
+    length: Mapped[int] = mapped_column(Integer)
+    fleet: Mapped[str] = mapped_column(String(255))
+    device: Mapped[str] = mapped_column(String(255))
+    model_name: Mapped[str] = mapped_column(String(255))
+    model_version: Mapped[str] = mapped_column(String(64))
+    capture_id: Mapped[str] = mapped_column(String(256))
+    inference_time: Mapped[float] = mapped_column(Float)
+    hour: Mapped[int] = mapped_column(Integer)
+    sampled: Mapped[bool] = mapped_column(Boolean)
+    event: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+
+class CaptureHour(Base):
+    """Captures of one device, model and version in one UTC hour of inference time (``hour`` =
+    ``floor(epoch s / 3600)``): how many, how many had an event, and, when the version's
+    package carries a drift baseline, the bin counts of its input tensor
+    (``drift_counts[feature][bin]``, from :func:`edgefleet.drift.bin_counts`) over
+    ``drift_rows`` tensor rows."""
+
+    __tablename__ = "capture_hours"
+    device: Mapped[str] = mapped_column(String(255), primary_key=True)
+    model_name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    model_version: Mapped[str] = mapped_column(String(64), primary_key=True)
+    hour: Mapped[int] = mapped_column(Integer, primary_key=True)
+    fleet: Mapped[str] = mapped_column(String(255))
+    records: Mapped[int] = mapped_column(Integer)
+    events: Mapped[int] = mapped_column(Integer)
+    drift_rows: Mapped[int] = mapped_column(Integer)
+    drift_counts: Mapped[list[list[int]] | None] = mapped_column(JSON, nullable=True)
+
+
+class CaptureDevice(Base):
+    """Totals of a device's indexed captures: records, events, and the range of their
+    inference times (epoch s), for tiles and the device page without scanning records."""
+
+    __tablename__ = "capture_devices"
+    __table_args__ = (Index("ix_capture_devices_fleet", "fleet"),)
+    device: Mapped[str] = mapped_column(String(255), primary_key=True)
+    fleet: Mapped[str] = mapped_column(String(255))
+    records: Mapped[int] = mapped_column(Integer)
+    events: Mapped[int] = mapped_column(Integer)
+    first_time: Mapped[float] = mapped_column(Float)
+    last_time: Mapped[float] = mapped_column(Float)
+    updated_at: Mapped[float] = mapped_column(Float)
