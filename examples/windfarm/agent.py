@@ -7,7 +7,6 @@ standard ``grpc.health.v1`` service tells when it is ready.
 
 from __future__ import annotations
 
-import json
 import shutil
 import signal
 import subprocess
@@ -34,29 +33,6 @@ def agent_command() -> list[str]:
     return [found] if found else [sys.executable, "-m", "edgefleet.agent"]
 
 
-def write_config(path: Path, *, root_certs: Path, data_root: Path, verbose: bool = False) -> Path:
-    """Write the agent config for this demo (device ``windfarm-demo`` in fleet ``la-haute-borne``).
-
-    Args:
-        path: where to write the JSON.
-        root_certs: folder with the root CA PEM that package signatures must chain to.
-        data_root: folder for the agent's extracted packages and captured data.
-    """
-    config = {
-        "sagemaker_edge_core_device_name": "windfarm-demo",
-        "sagemaker_edge_core_device_fleet_name": "la-haute-borne",
-        "sagemaker_edge_core_root_certs_path": str(root_certs),
-        "sagemaker_edge_core_capture_data_destination": "Disk",
-        "sagemaker_edge_core_capture_data_disk_path": str(data_root / "capture"),
-        "sagemaker_edge_local_data_root_path": str(data_root),
-        "sagemaker_edge_provider_provider": "None",
-        "sagemaker_edge_log_verbose": verbose,
-    }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(config, indent=2) + "\n")
-    return path
-
-
 class AgentProcess:
     """``edgefleet-agent -a SOCKET -c CONFIG`` as a child process; a context manager.
 
@@ -80,8 +56,6 @@ class AgentProcess:
         self._socket_dir = Path(tempfile.mkdtemp(prefix="edgefleet-demo-"))
         self.socket = self._socket_dir / "agent.sock"
         self._process: subprocess.Popen[bytes] | None = None
-        #: Set to leave the agent running when the ``with`` block ends without an error.
-        self.keep_running = False
 
     @property
     def target(self) -> str:
@@ -159,12 +133,5 @@ class AgentProcess:
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
                  traceback: TracebackType | None) -> None:
-        # Leave a healthy agent up only when asked and when nothing went wrong.
-        if not (self.keep_running and error is None):
-            self.stop()
+        self.stop()
 
-
-def keep_running_message(agent: AgentProcess) -> str:
-    """What to tell the user when the demo leaves the agent running (``--keep-agent``)."""
-    return (f"edgefleet-agent is still running (pid {agent.pid}) on {agent.socket}; "
-            f"stop it with: kill {agent.pid}")
