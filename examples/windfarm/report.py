@@ -280,7 +280,7 @@ def print_fleet(console: Console, outcome: Mapping[str, Any]) -> None:
         console.print(table)
         console.print(
             "  days: days with a point (the largest feature PSI of the 7 days up to it); "
-            f"over {threshold:g}: a significant shift. Outdoor temperature follows the season "
-            "and pitch sits on -1.00 or -0.99 deg at idle, so a week of either rarely matches "
-            'a year of training (docs/windfarm.md, "Drift"). The dashboard\'s device pages '
+            f"over {threshold:g}: a significant shift. Outdoor temperature follows the season, "
+            "and pitch, power and wind the week's weather, so a week of them rarely matches a "
+            'year of training (docs/windfarm.md, "Drift"). The dashboard\'s device pages '
             "chart it day by day.")
