@@ -169,6 +169,42 @@ def test_outputs_and_a_clean_stop(run: tuple[Path, str]) -> None:
     assert np.isfinite(seconds["total"])
 
 
+def _secrets(work_dir: Path) -> dict[str, str]:
+    """Every secret the run created: the admin token, the server key, the operator key's
+    secret, each device's secret key."""
+    server = work_dir / "server"
+    found = {"admin token": (server / "admin-token").read_text().strip(),
+             "server key": (server / "server.key").read_text().strip()}
+    for line in (server / "operator-credentials").read_text().splitlines():
+        if line.startswith("aws_secret_access_key"):
+            found["operator secret"] = line.split("=", 1)[1].strip()
+    for device in DEVICES:
+        config = json.loads((work_dir / "agents" / device / "config.json").read_text())
+        found[f"{device} secret"] = config["edgefleet_control_secret_access_key"]
+    return found
+
+
+def test_no_secret_reaches_a_log_an_output_or_the_database(run: tuple[Path, str]) -> None:
+    """A grep of the whole run: the demo's output, the server's and the agents' logs, the
+    captured data, the summary and the server's database (which keeps secrets encrypted or
+    hashed) for every secret the run made."""
+    work_dir, output = run
+    secrets = _secrets(work_dir)
+    assert len(secrets) == 3 + len(DEVICES) and all(len(v) >= 20 for v in secrets.values())
+    places = {"demo output": output.encode()}
+    files = [work_dir / "server.log", work_dir / "summary.json", work_dir / "episodes.csv",
+             *(work_dir / "agents").rglob("*.log"), *(work_dir / "capture").rglob("*"),
+             *(work_dir / "server").glob("edgefleet.db*")]
+    for path in files:
+        if path.is_file():
+            places[str(path.relative_to(work_dir))] = path.read_bytes()
+    assert any(name.startswith("agents/") for name in places)
+    assert any(name.startswith("capture/") for name in places)
+    leaks = [(what, where) for what, secret in secrets.items()
+             for where, content in places.items() if secret.encode() in content]
+    assert leaks == []
+
+
 def test_a_bad_fault_is_refused_before_anything_starts(tmp_path: Path) -> None:
     process = demo(tmp_path, "--headless", "--inject", "meteor:R80711:2015-03-01")
     output, _ = process.communicate(timeout=120)
