@@ -1,25 +1,40 @@
 """The dashboard's routes over HTTP (TestClient) and the heartbeat history, on SQLite and
-PostgreSQL: login, redirects, CSRF, form limits, pagination, charts, history sampling."""
+PostgreSQL: login, redirects, CSRF, form limits, pagination, charts, history sampling, and
+captured data (device panel, record page, downloads, drift) over batch files written by the
+agent's own capture pipeline and indexed by the server."""
 
 from __future__ import annotations
 
+import html
+import io
+import json
 import re
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from fleet.fleet_support import register
+from fleet.test_captures import JUNE_2015, request, write_captures
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
+from support.captures import captured_tensor
 
-from edgefleet.fleet import edge, fleets, history, schemas
+from edgefleet.agent.types import AuxiliaryEncoding, CapturedAuxiliary, CaptureRequest
+from edgefleet.drift import PSI_THRESHOLD
+from edgefleet.fleet import captures, edge, fleets, history, schemas
 from edgefleet.fleet.app import create_app
+from edgefleet.fleet.capture_index import CaptureIndex
+from edgefleet.fleet.capture_location import LocalCaptureLocation
 from edgefleet.fleet.crypto import ServerKey
 from edgefleet.fleet.dashboard.session import COOKIE, SessionSigner
 from edgefleet.fleet.db.models import Device, HeartbeatSample
+from edgefleet.fleet.drift_series import PackageBaselines
 from edgefleet.fleet.settings import ServerSettings
+from edgefleet.fleet.storage import open_object_store
 
 
 @pytest.fixture
@@ -63,7 +78,8 @@ def _heartbeat(caller: Any, name: str, fleet: str = "wind", **extra: Any) -> Non
 
 def test_pages_need_a_login(browser: TestClient) -> None:
     for path in ("/", "/ui/deployments", "/ui/devices/x", "/ui/devices/x/agent.svg",
-                 "/ui/deployments/p/s"):
+                 "/ui/deployments/p/s", "/ui/devices/x/captures.svg", "/ui/devices/x/drift.svg",
+                 "/ui/captures/1", "/ui/captures/1/download?format=npz"):
         answer = browser.get(path)
         assert answer.status_code == 303, path
         assert answer.headers["location"].startswith("/ui/login?next=")
@@ -257,3 +273,186 @@ def test_history_keeps_one_sample_per_period_and_prunes_old_ones(
         fleets.deregister_device(s, "a")
     with sessions() as s:
         assert history.device_samples(s, ids["a"], since=0) == []
+
+
+# -- captured data ------------------------------------------------------------------------------
+
+_DAY = 86_400.0
+#: A client of the app reading captures, the capture folder, Relu inputs by capture id.
+Captured = tuple[TestClient, Path, dict[str, np.ndarray]]
+
+
+def _relu(at: float, x: np.ndarray, event: str | None) -> CaptureRequest:
+    """A capture of the packaged Relu model: x float32 [20, 4] in, y = max(x, 0) out, and a
+    JSON auxiliary input with ``event`` when given."""
+    aux = () if event is None else (CapturedAuxiliary(
+        "context", AuxiliaryEncoding.JSON, json.dumps({"event": event, "score": 0.93}).encode()),)
+    return CaptureRequest(
+        capture_id=f"relu-{at:.0f}", model_alias="relu", model_version="1.0",
+        inference_time_ns=int(at * 1e6) * 1000,
+        input_tensors=(captured_tensor("x", x),),
+        output_tensors=(captured_tensor("y", np.maximum(x, 0)),), auxiliary_inputs=aux)
+
+
+@pytest.fixture
+def captured(settings: ServerSettings, sessions: sessionmaker[Session], api: TestClient,
+             onnx_model: Path, tmp_path: Path) -> Iterator[Captured]:
+    """A browser-like client of an app reading captures from a folder, where the agent's
+    capture pipeline stored turbine-1's records: 20 days of Relu inputs (5 captures of 20 rows
+    a day, feature 2 shifted by 2 from day 10, every tenth with the event "anomaly"; the
+    version's package has a drift baseline), then three records of the wind-farm model
+    (one 40 KB image, one with the event "stop"). The device's heartbeat says it serves
+    anomaly 2.0, whose package has no baseline. Also gives the folder and Relu inputs by
+    capture id."""
+    api.post("/api/v1/fleets", json={"name": "wind", "output_location": "s3://b/p"})
+    _heartbeat(register(api, "turbine-1", "wind"), "turbine-1")
+    training = tmp_path / "training.npy"
+    np.save(training, np.random.default_rng(3).standard_normal((2000, 4)).astype(np.float32))
+    with onnx_model.open("rb") as model, training.open("rb") as data:
+        job = api.post("/api/v1/packaging-jobs", files={"model": model, "baseline": data},
+                       data={"name": "relu-v1", "model_name": "relu", "model_version": "1.0"})
+    assert job.json()["status"] == "COMPLETED", job.text
+    rng = np.random.default_rng(4)
+    inputs: dict[str, np.ndarray] = {}
+    sent = []
+    for n in range(100):
+        x = rng.standard_normal((20, 4)).astype(np.float32)
+        x[:, 2] += 2.0 if n >= 50 else 0.0
+        sent.append(_relu(JUNE_2015 + n // 5 * _DAY + 3600 * (n % 5), x,
+                          "anomaly" if n % 10 == 9 else None))
+        inputs[sent[-1].capture_id] = x
+    sent += [request(JUNE_2015 + 25 * _DAY + 60 * i, event="stop" if i == 0 else None,
+                     big=i == 1) for i in range(3)]
+    root = tmp_path / "capture"
+    write_captures(root, tmp_path, "turbine-1", sent)
+    # Indexed before the app starts, so that its own first scan finds nothing new.
+    baselines = PackageBaselines(sessions, open_object_store(None, settings.data_dir))
+    assert CaptureIndex(sessions, LocalCaptureLocation(root), baselines).scan_all().records == 103
+    app = create_app(settings.model_copy(update={"capture_location": str(root),
+                                                 "capture_scan_seconds": 3600}))
+    with TestClient(app, follow_redirects=False) as client:
+        yield client, root, inputs
+
+
+def _ids(page: str) -> list[int]:
+    return [int(i) for i in re.findall(r'href="/ui/captures/(\d+)">#', page)]
+
+
+def test_device_page_shows_captured_data_and_drift(
+        captured: Captured, token: str) -> None:
+    client, _, _ = captured
+    _login(client, token)
+    page = client.get("/ui/devices/turbine-1")
+    assert page.status_code == 200
+    text = page.text
+    assert re.search(r'class="n">103</span><span class="l">records', text)
+    assert re.search(r'class="n">11</span><span class="l">with an event', text)
+    assert "2015-06-01 00:00:00 UTC" in text and "2015-06-26 00:02:00 UTC" in text
+    newest = _ids(text)
+    times = re.findall(r'<td class="time"><a href="/ui/captures/\d+">([^<]+)</a>', text)
+    assert len(newest) == 25 and times == sorted(times, reverse=True)
+    assert times[0] == "2015-06-26 00:02:00"
+    assert text.count('<span class="badge ev">stop</span>') == 1
+    older = re.search(r'href="\?([^"]+)#captures">older', text)
+    assert older is not None and "before=" in older.group(1)
+    second = client.get("/ui/devices/turbine-1?" + html.unescape(older.group(1))).text
+    assert "Older records" in second and len(_ids(second)) == 25
+    assert not set(_ids(second)) & set(newest)
+    anomalies = client.get("/ui/devices/turbine-1?event=anomaly").text
+    assert len(_ids(anomalies)) == 10 and anomalies.count('badge ev">anomaly<') == 10
+    assert 'event=stop#captures">stop</a>' in anomalies  # the filter offers every event
+    # Drift: the Relu version has a baseline, the served anomaly 2.0 has none.
+    assert "population stability index" in text and "at least 100 tensor rows" in text
+    assert "anomaly 2.0 (served now) has no drift baseline" in text
+    assert "/ui/devices/turbine-1/drift.svg?t=" in text
+    drifted = re.findall(r'<tr class="over">\s*<td>([^<]+)</td><td class="num">([\d.]+)', text)
+    assert drifted and drifted[0][0] == "x[2]" and float(drifted[0][1]) > PSI_THRESHOLD
+    assert text.count('<tr class="over">') == 1  # only the shifted feature
+    stamp = re.search(r"captures\.svg\?t=(\d+)", text)
+    assert stamp is not None
+    for chart in (f"/ui/devices/turbine-1/captures.svg?t={stamp.group(1)}",
+                  f"/ui/devices/turbine-1/drift.svg?t={stamp.group(1)}"):
+        answer = client.get(chart)
+        assert answer.status_code == 200 and answer.headers["content-type"] == "image/svg+xml"
+        assert "<svg" in answer.text and client.get(chart).content == answer.content
+    assert "Input drift: largest feature PSI" in client.get(
+        "/ui/devices/turbine-1/drift.svg").text
+    overview = client.get("/").text
+    assert re.search(r'<span class="tevents" title="11 captured records with an event[^"]*">'
+                     r"11</span>", overview)
+
+
+def test_capture_record_page_shows_tensors_and_downloads_them(
+        captured: Captured, api: TestClient,
+        token: str) -> None:
+    client, root, inputs = captured
+    _login(client, token)
+    relu = api.get("/api/v1/captures", params={"model": "relu", "event": "anomaly"}).json()
+    first = relu["captures"][0]
+    page = client.get(f"/ui/captures/{first['id']}")
+    assert page.status_code == 200
+    text = html.unescape(page.text)
+    x = inputs[first["capture_id"]]
+    assert "<h3>x</h3>" in text and "float32" in text and "shape [20, 4]" in text
+    # Largest magnitude 1 to 10: five significant digits are four decimals for every value.
+    assert 1 <= np.abs(x).max() < 10 and "Shown with 4 decimals" in text
+    assert f"<td>{x[0, 0]:.4f}</td><td>{x[0, 1]:.4f}</td>" in text
+    assert f"<td>{x[19, 3]:.4f}</td>" in text and "more values" not in text
+    assert '{\n  "event": "anomaly",\n  "score": 0.93\n}' in text  # pretty-printed JSON
+    assert "application/json" in text and "2015-06-" in text
+    assert 'href="/ui/devices/turbine-1#captures"' in text
+    assert f"line {first['line']}" in text
+    stored = (root / first["file"]).read_bytes().split(b"\n")[first["line"] - 1]
+    line = client.get(f"/ui/captures/{first['id']}/download?format=jsonl")
+    assert line.status_code == 200 and line.content == stored + b"\n"
+    assert line.headers["content-type"] == "application/x-ndjson"
+    assert f'filename="capture-{first["id"]}.jsonl"' in line.headers["content-disposition"]
+    npz = client.get(f"/ui/captures/{first['id']}/download", params={"format": "npz"})
+    with np.load(io.BytesIO(npz.content)) as arrays:
+        assert sorted(arrays.files) == ["input/x", "output/y"]
+        assert np.array_equal(arrays["input/x"], x) and arrays["input/x"].dtype == np.float32
+    # A large tensor: a table of its first values, and how many are left out.
+    big = next(c for c in api.get("/api/v1/captures", params={"model": "anomaly"}).json()[
+        "captures"] if c["inference_time"] == JUNE_2015 + 25 * _DAY + 60)
+    image = client.get(f"/ui/captures/{big['id']}").text
+    assert "uint8" in image and "shape [100, 100, 4]" in image and "40,000 values" in image
+    assert "Showing the first 32 of 10,000 rows: 39,872 more values" in image
+    assert "<th>[0, 31]</th>" in image and "<th>[0, 32]</th>" not in image
+    assert "No auxiliary input." in image
+    assert client.get(f"/ui/captures/{big['id']}/download?format=zip").status_code == 422
+
+
+def test_capture_pages_explain_what_cannot_be_shown(
+        captured: Captured, api: TestClient,
+        token: str) -> None:
+    client, root, _ = captured
+    _login(client, token)
+    unknown = client.get("/ui/captures/999999")
+    assert unknown.status_code == 404 and unknown.headers["content-type"].startswith("text/html")
+    assert "no captured record 999999" in unknown.text and "fleet overview" in unknown.text
+    device = client.get("/ui/devices/nope")  # e.g. a record's device, deregistered since
+    assert device.status_code == 404 and "'nope' is not registered" in html.unescape(device.text)
+    live = client.get("/ui/devices/nope?fragment=1")  # the page's poll, after deregistering
+    assert live.status_code == 404 and "<html" not in live.text and "not registered" in live.text
+    whole = client.get("/ui/captures/999999?fragment=1")  # no live part: the whole page
+    assert whole.status_code == 404 and "<html" in whole.text
+    gone = api.get("/api/v1/captures", params={"event": "stop"}).json()["captures"][0]
+    (root / gone["file"]).unlink()
+    for path in (f"/ui/captures/{gone['id']}", f"/ui/captures/{gone['id']}/download"):
+        answer = client.get(path)
+        assert answer.status_code == 404, path
+        assert "is gone from" in answer.text and 'href="/ui/devices/turbine-1#captures"' in (
+            answer.text)
+
+
+def test_capture_panels_say_how_to_turn_captured_data_on(
+        browser: TestClient, api: TestClient, token: str) -> None:
+    api.post("/api/v1/fleets", json={"name": "wind", "output_location": "s3://b/p"})
+    _heartbeat(register(api, "turbine-1", "wind"), "turbine-1")
+    _login(browser, token)
+    page = browser.get("/ui/devices/turbine-1")
+    assert page.status_code == 200 and html.escape(captures.TURN_ON) in page.text
+    assert "drift.svg" not in page.text
+    for path in ("/ui/captures/1", "/ui/captures/1/download?format=npz"):
+        answer = browser.get(path)
+        assert answer.status_code == 409 and "captured data is off" in answer.text

@@ -229,6 +229,17 @@ def event_counts(session: Session, devices: list[str]) -> dict[str, int]:
     return {device: events for device, events in rows}
 
 
+def device_events(session: Session, device: str, *, scan: int = 5000) -> list[str]:
+    """The distinct events (sorted) among the device's ``scan`` newest captures: the choices
+    of an event filter (one bounded range query of the device's time index; an event only
+    older captures have is left out)."""
+    newest = (select(CaptureEntry.event).where(CaptureEntry.device == device)
+              .order_by(CaptureEntry.inference_time.desc(), CaptureEntry.id.desc())
+              .limit(scan).subquery())
+    return list(session.scalars(select(newest.c.event).where(newest.c.event.is_not(None))
+                                .distinct().order_by(newest.c.event)))
+
+
 def hour_counts(session: Session, device: str) -> list[HourCount]:
     """Captures per model and UTC hour of inference time, oldest first (one aggregate over
     the hourly totals' primary key)."""

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from typing import Generic, TypeVar
 
 from matplotlib.axes import Axes
-from matplotlib.dates import DateFormatter
+from matplotlib.dates import AutoDateLocator, DateFormatter
 from matplotlib.figure import Figure
 from matplotlib.ticker import Formatter
 
@@ -38,6 +38,8 @@ CYCLE = (BLUE, PURPLE, GREEN, ORANGE, "#1b7c83", "#bf3989")
 DAILY_AFTER_HOURS = 96
 #: PSI under which no shift is read (Siddiqi 2006; edgefleet.drift).
 PSI_MODERATE = 0.1
+#: Least share of a drift chart's height a PSI band needs to carry its label.
+BAND_LABEL_SHARE = 0.08
 
 def _formatter(seconds: float) -> Formatter:
     # Ticks of ranges under half an hour would all read the same minute without seconds.
@@ -205,6 +207,8 @@ class ChartCache(Generic[T]):
 def _dates(ax: Axes, seconds: float) -> None:
     form = "%Y-%m-%d" if seconds > 3 * 86_400 else "%m-%d %H:%M"
     found: Formatter = DateFormatter(form, tz=dt.UTC)  # type: ignore[no-untyped-call]
+    # Ticks on whole days, hours or minutes (the default locator steps by 0.01 day).
+    ax.xaxis.set_major_locator(AutoDateLocator(tz=dt.UTC))  # type: ignore[no-untyped-call]
     ax.xaxis.set_major_formatter(found)
     ax.set_xlabel("inference time, UTC", color=MUTED, fontsize=9, loc="right")
 
@@ -263,13 +267,15 @@ def drift_chart(series: Sequence[DriftSeries], threshold: float = PSI_THRESHOLD)
     ax.axhspan(PSI_MODERATE, threshold, color="#fff8c5", linewidth=0, zorder=0)
     ax.axhspan(threshold, top, color="#ffebe9", linewidth=0, zorder=0)
     ax.axhline(threshold, color=RED, linestyle="--", linewidth=1.2, zorder=1)
-    for y, text, color in ((PSI_MODERATE / 2, "no shift", GREEN),
-                           ((PSI_MODERATE + threshold) / 2, "moderate shift", "#9a6700"),
-                           (threshold, f"threshold {threshold:g}: significant shift above",
-                            RED)):
-        ax.annotate(text, (1.0, y), xycoords=("axes fraction", "data"), xytext=(-6, 3),
-                    textcoords="offset points", ha="right", va="bottom" if y == threshold
-                    else "center", fontsize=8, color=color)
+    ax.annotate(f"threshold {threshold:g}: significant shift above", (1.0, threshold),
+                xycoords=("axes fraction", "data"), xytext=(-6, 3), textcoords="offset points",
+                ha="right", va="bottom", fontsize=8, color=RED)
+    for low, high, text, color in ((0.0, PSI_MODERATE, "no shift", GREEN),
+                                   (PSI_MODERATE, threshold, "moderate shift", "#9a6700")):
+        if (high - low) / top >= BAND_LABEL_SHARE:  # a thinner band has no room for a label
+            ax.annotate(text, (1.0, (low + high) / 2), xycoords=("axes fraction", "data"),
+                        xytext=(-6, 0), textcoords="offset points", ha="right", va="center",
+                        fontsize=8, color=color)
     if not points:
         _empty(ax)
         ax.set_ylim(0, top)

@@ -2,7 +2,8 @@
 
 Handlers are thin: they read the session, call the fleet services (the same functions the REST
 API calls: :mod:`~edgefleet.fleet.reports`, :mod:`~edgefleet.fleet.fleets`,
-:mod:`~edgefleet.fleet.rollout`, :mod:`~edgefleet.fleet.packaging`) or the dashboard's own
+:mod:`~edgefleet.fleet.rollout`, :mod:`~edgefleet.fleet.packaging`,
+:mod:`~edgefleet.fleet.captures`, :mod:`~edgefleet.fleet.drift_series`) or the dashboard's own
 queries (:mod:`.views`), and render a template. A page asked with ``?fragment=1`` answers only
 its live part, which ``static/dashboard.js`` fetches every few seconds (short polling: every
 server process can answer it from the database alone, with no connection held per browser).
@@ -11,6 +12,10 @@ Pages without a valid session redirect to the login page (fragments answer 401).
 URL-encoded bodies, read here with the server's ``max_request_bytes`` limit, and carry the
 session's CSRF token; a post without it is refused with 403. None of these routes is in the
 OpenAPI schema.
+
+Charts of captured data and drift change only when the capture index adds records of the
+device: they are cached (drift series too, which the page's table also shows) under the
+device's ``updated_at`` in the index, which their URLs carry (``?t=``).
 """
 
 from __future__ import annotations
@@ -21,16 +26,21 @@ import urllib.parse
 from pathlib import Path
 from typing import Any
 
+import grpc
 import jinja2
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials
 from pydantic import ValidationError
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from edgefleet.errors import EdgefleetError, NotFound, ResourceExhausted
+from edgefleet.drift import MIN_ROWS, PSI_THRESHOLD
+from edgefleet.errors import EdgefleetError, FailedPrecondition, NotFound, ResourceExhausted
 from edgefleet.fleet import (
     admin_api,
+    captures,
+    drift_series,
     fleets,
     history,
     notify,
@@ -39,6 +49,7 @@ from edgefleet.fleet import (
     rollout,
     schemas,
 )
+from edgefleet.fleet.capture_location import CaptureLocation
 from edgefleet.fleet.crypto import token_hash
 from edgefleet.fleet.dashboard import charts, session, views
 from edgefleet.fleet.fleets import get_fleet
@@ -50,6 +61,8 @@ _HERE = Path(__file__).parent
 _templates = jinja2.Environment(
     loader=jinja2.FileSystemLoader(_HERE / "templates"), autoescape=True,
     undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+#: Templates of pages' live parts (``_<page>.html``, what ``?fragment=1`` answers).
+_PARTIALS = frozenset(_templates.list_templates(filter_func=lambda n: n.startswith("_")))
 #: Files under /ui/static (all of them: nothing else is served from the folder).
 _STATIC = {"dashboard.css": "text/css", "dashboard.js": "text/javascript"}
 #: Device tiles per page of the overview, and the largest page a request may ask for.
@@ -60,7 +73,13 @@ RANGES = (1, 6, 24)
 MAX_FORM_BYTES = 64 << 10
 #: Rows of a stage's device table (the counts above it cover every device).
 MAX_STAGE_ROWS = 500
+#: Rows of the device page's table of captures (older ones: the "older" link).
+CAPTURE_ROWS = 25
+#: HTTP status of the errors a capture page meets, as the REST API answers them.
+_CAPTURE_STATUS = {grpc.StatusCode.NOT_FOUND: 404, grpc.StatusCode.FAILED_PRECONDITION: 409,
+                   grpc.StatusCode.INVALID_ARGUMENT: 400, grpc.StatusCode.UNAVAILABLE: 503}
 _charts = charts.ChartCache[bytes]()
+_drift = charts.ChartCache[list[drift_series.DriftSeries]]()
 
 
 def _age(seconds_ago: float | None) -> str:
@@ -73,17 +92,30 @@ def _age(seconds_ago: float | None) -> str:
     return f"{seconds:.0f} s ago"
 
 
-def _utc(epoch: float | None) -> str:
+def _utc(epoch: float | None, micro: bool = False) -> str:
     if epoch is None:
         return "-"
-    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(epoch))
+    if not micro:
+        return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(epoch))
+    seconds, micros = divmod(round(epoch * 1e6), 1_000_000)  # inference times keep µs
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(seconds)) + f".{micros:06d} UTC"
 
 
 def _mib(value: float | None) -> str:
     return "-" if value is None else f"{value / charts.MIB:,.1f} MiB"
 
 
-_templates.filters.update(utc=_utc, mib=_mib, stage_state=rollout.stage_state)
+def _size(value: int) -> str:
+    return f"{value:,} bytes" if value < 10_240 else f"{value / 1024:,.1f} KiB"
+
+
+def _query(values: dict[str, Any]) -> str:
+    """A URL query of the values that are not None."""
+    return urllib.parse.urlencode({k: v for k, v in values.items() if v is not None})
+
+
+_templates.filters.update(utc=_utc, mib=_mib, size=_size, query=_query,
+                          stage_state=rollout.stage_state)
 
 
 def _context(request: Request) -> Any:
@@ -122,8 +154,9 @@ def _require_login(request: Request) -> session.Login:
 
 def _render(request: Request, template: str, login: session.Login | None, status: int = 200,
             **values: Any) -> HTMLResponse:
-    fragment = bool(request.query_params.get("fragment"))
-    name = f"_{template}" if fragment else f"{template}"
+    # A page without a live part (a captured record) answers a fragment request in full.
+    fragment = bool(request.query_params.get("fragment")) and f"_{template}" in _PARTIALS
+    name = f"_{template}" if fragment else template
     values.update(
         now=time.time(), age=lambda at: _age(None if at is None else time.time() - at),
         csrf=_signer(request).csrf(login) if login is not None else "",
@@ -232,7 +265,8 @@ async def logout(request: Request) -> Response:
 def overview(request: Request, fleet: str | None = None, state: views.State | None = None,
              page: int = Query(1, ge=1),
              size: int = Query(PAGE_SIZE, ge=1, le=MAX_PAGE_SIZE)) -> Response:
-    """Fleet overview: counts per state, model and agent versions, a page of device tiles."""
+    """Fleet overview: counts per state, model and agent versions, a page of device tiles
+    (with each device's number of captured events)."""
     login = _require_login(request)
     settings = _context(request).settings
     with _context(request).sessions() as db:
@@ -250,11 +284,13 @@ def overview(request: Request, fleet: str | None = None, state: views.State | No
         pages = max(1, math.ceil(matching / size))
         tiles = views.device_tiles(db, fleet_id, cutoff, state=state,
                                    offset=(min(page, pages) - 1) * size, limit=size)
+        events = captures.event_counts(db, [t.name for t in tiles])
     served = max([s.connected_device_count + s.offline_device_count
                   for s in report.model_stats] + [1])
     return _render(request, "overview.html", login, fleets=names, fleet=name, report=report,
-                   counts=counts, tiles=tiles, state=state, page=min(page, pages), pages=pages,
-                   size=size, served=served, window=settings.connected_window_seconds,
+                   counts=counts, tiles=tiles, events=events, state=state,
+                   page=min(page, pages), pages=pages, size=size, served=served,
+                   window=settings.connected_window_seconds,
                    agents=max([v.agent_count for v in report.agent_versions] + [1]))
 
 
@@ -266,14 +302,51 @@ def _bucket(request: Request) -> int:
     return math.floor(time.time() / period)
 
 
+def _location(request: Request) -> CaptureLocation | None:
+    """The capture location, or None when the server has none."""
+    index = _context(request).captures
+    return None if index is None else index.location
+
+
+def _stamp(totals: captures.Totals) -> int:
+    """The version of a device's captured data in the index (ms of its last update)."""
+    return 0 if totals.updated_at is None else round(totals.updated_at * 1000)
+
+
+def _device_drift(request: Request, db: Session, name: str,
+                  totals: captures.Totals) -> list[drift_series.DriftSeries]:
+    context = _context(request)
+    return _drift.get(("drift", name, _stamp(totals)), lambda: drift_series.device_drift(
+        db, context.baselines, name))
+
+
 @router.get("/ui/devices/{name}")
-def device_page(request: Request, name: str, hours: int = Query(6, ge=1, le=24 * 30)
-                ) -> Response:
-    """A device: state, agent metrics, models, charts of its history, deployment history."""
+def device_page(request: Request, name: str, hours: int = Query(6, ge=1, le=24 * 30),
+                event: str | None = Query(None, max_length=64),
+                before: str | None = Query(None, max_length=100)) -> Response:
+    """A device: state, agent metrics, models, charts of its history, captured data (a page of
+    records, ``before`` and ``event`` as the REST API's) and input drift, deployment history."""
     login = _require_login(request)
-    settings = _context(request).settings
-    with _context(request).sessions() as db:
-        device = fleets.describe_device(db, name)
+    context = _context(request)
+    settings = context.settings
+    location = _location(request)
+    found: dict[str, Any] = {}
+    with context.sessions() as db:
+        try:
+            device = fleets.describe_device(db, name)
+        except NotFound as exc:  # e.g. the device of a captured record, deregistered since
+            return _render(request, "error.html", login, 404, title=f"Device {name}",
+                           error=exc.message)
+        if location is not None:
+            totals = captures.device_totals(db, name)
+            found = {"totals": totals, "stamp": _stamp(totals),
+                     "page": captures.list_captures(db, device=name, event=event,
+                                                    before=before, limit=CAPTURE_ROWS),
+                     "event_names": captures.device_events(db, name),
+                     "drift": _device_drift(request, db, name, totals),
+                     "no_baseline": [(m.model_name, m.model_version) for m in device.models
+                                     if m.model_version and context.baselines.get(
+                                         m.model_name, m.model_version) is None]}
     latest = device.latest_heartbeat
     cutoff = time.time() - settings.connected_window_seconds
     state = "never" if latest is None else "online" if latest >= cutoff else "offline"
@@ -281,7 +354,12 @@ def device_page(request: Request, name: str, hours: int = Query(6, ge=1, le=24 *
     models = [(m, {x.get("MetricName"): x.get("Value") for x in m.metrics})
               for m in device.models]
     return _render(request, "device.html", login, device=device, state=state, agent=agent,
-                   models=models, hours=hours, ranges=RANGES, bucket=_bucket(request))
+                   models=models, hours=hours, ranges=RANGES, bucket=_bucket(request),
+                   location=None if location is None else location.describe(),
+                   turn_on=captures.TURN_ON,
+                   scan_seconds=settings.capture_scan_seconds, event=event, before=before,
+                   threshold=PSI_THRESHOLD, min_rows=MIN_ROWS,
+                   window_days=drift_series.WINDOW_DAYS, **found)
 
 
 def _samples(request: Request, name: str, hours: int) -> tuple[list[history.Sample], float]:
@@ -324,6 +402,103 @@ def model_chart(request: Request, name: str, model: str,
         return charts.model_chart(samples, model, since=since, until=time.time())
 
     return _svg(_charts.get(("model", name, model, hours, _bucket(request)), draw))
+
+
+@router.get("/ui/devices/{name}/captures.svg")
+def device_captures_chart(request: Request, name: str, t: int = 0) -> Response:
+    """SVG chart of the device's captured records per hour (or day) of inference time."""
+    _require_login(request)
+    with _context(request).sessions() as db:
+        stamp = _stamp(captures.device_totals(db, name))
+        return _svg(_charts.get(("captures", name, stamp), lambda: charts.captures_chart(
+            captures.hour_counts(db, name))))
+
+
+@router.get("/ui/devices/{name}/drift.svg")
+def device_drift_chart(request: Request, name: str, t: int = 0) -> Response:
+    """SVG chart of the daily largest feature PSI of the device's captured inputs, per model
+    version, with the threshold."""
+    _require_login(request)
+    with _context(request).sessions() as db:
+        totals = captures.device_totals(db, name)
+        series = _device_drift(request, db, name, totals)
+    return _svg(_charts.get(("drift", name, _stamp(totals)),
+                            lambda: charts.drift_chart(series)))
+
+
+# -- captured records -------------------------------------------------------------------------
+
+def _stored(request: Request, capture: int) -> tuple[CaptureLocation, captures.CaptureOut,
+                                                    bytes]:
+    """The capture location, the capture and its JSON line as stored.
+
+    Raises:
+        FailedPrecondition: the server has no capture location (:data:`captures.TURN_ON`).
+        NotFound, Unavailable: as :func:`captures.read_line`.
+    """
+    location = _location(request)
+    if location is None:
+        raise FailedPrecondition(captures.TURN_ON)
+    with _context(request).sessions() as db:
+        out, line = captures.read_line(location, db, capture)
+    return location, out, line
+
+
+def _registered(request: Request, device: str) -> bool:
+    with _context(request).sessions() as db:
+        return views.device_id(db, device) is not None
+
+
+def _capture_error(request: Request, login: session.Login, capture: int,
+                   error: EdgefleetError) -> HTMLResponse:
+    """The record page of a record that cannot be shown: what is known of it and why."""
+    with _context(request).sessions() as db:
+        try:
+            known: captures.CaptureOut | None = captures.get_capture(db, capture)[0]
+        except NotFound:
+            known = None
+    return _render(request, "capture.html", login, _CAPTURE_STATUS.get(error.code, 500),
+                   capture=known, number=capture, error=error.message,
+                   registered=known is not None and _registered(request, known.device))
+
+
+@router.get("/ui/captures/{capture}")
+def capture_page(request: Request, capture: int) -> Response:
+    """One captured record: who and when, each tensor's dtype, shape and first values, the
+    auxiliary data, and download links; a record that cannot be read says why."""
+    login = _require_login(request)
+    try:
+        location, out, line = _stored(request, capture)
+        record = captures.decode_line(location, out.file, line)
+    except EdgefleetError as exc:
+        return _capture_error(request, login, capture, exc)
+    tensors = {kind: [views.tensor_table(name, array) for name, array in arrays.items()]
+               for kind, arrays in (("inputs", record.input_arrays),
+                                    ("outputs", record.output_arrays))}
+    auxiliary = {kind: [(item, *views.auxiliary_text(item.text, item.content_type))
+                        for item in captures.auxiliary(line, record, outputs)]
+                 for kind, outputs in (("inputs", False), ("outputs", True))}
+    return _render(request, "capture.html", login, capture=out, number=capture, error=None,
+                   tensors=tensors, auxiliary=auxiliary, line_bytes=len(line),
+                   registered=_registered(request, out.device))
+
+
+@router.get("/ui/captures/{capture}/download")
+def capture_download(request: Request, capture: int,
+                     format: str = Query("jsonl", pattern="^(jsonl|npz)$")) -> Response:
+    """The record as the REST download gives it: its JSON line as stored (``jsonl``), or its
+    tensors as a numpy ``.npz`` (arrays ``input/<name>`` and ``output/<name>``)."""
+    login = _require_login(request)
+    try:
+        location, out, line = _stored(request, capture)
+        content = (captures.tensors_npz(captures.decode_line(location, out.file, line))
+                   if format == "npz" else line + b"\n")
+    except EdgefleetError as exc:
+        return _capture_error(request, login, capture, exc)
+    media = "application/octet-stream" if format == "npz" else "application/x-ndjson"
+    return Response(content, media_type=media, headers={
+        "Content-Disposition": f'attachment; filename="capture-{out.id}.{format}"',
+        "Cache-Control": "no-store"})
 
 
 # -- deployments ------------------------------------------------------------------------------

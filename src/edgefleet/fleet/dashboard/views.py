@@ -1,16 +1,25 @@
-"""The dashboard's own aggregate queries: what the fleet services do not answer already.
+"""The dashboard's own aggregate queries, and how the capture page lays out a record: what
+the fleet services do not answer already.
 
-Every function costs a fixed number of queries whatever the fleet's size (a page of device
-tiles: three), and none loads more rows than it shows. States use the fleet report's
+Every query function costs a fixed number of queries whatever the fleet's size (a page of
+device tiles: three), and none loads more rows than it shows. States use the fleet report's
 definition (:mod:`edgefleet.fleet.reports`): *online* is a heartbeat at or after
 ``now - connected_window_seconds``; *offline* an older one; *never* no heartbeat yet.
+
+:func:`tensor_table` and :func:`auxiliary_text` turn a decoded capture record
+(:mod:`edgefleet.fleet.captures`) into what a person can read on one page: tensors as tables
+of their first values, auxiliary data as (pretty-printed) text, both cut at a bounded size.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
+import math
 from dataclasses import dataclass, field
 from typing import Literal
 
+import numpy as np
 from sqlalchemy import ColumnElement, case, func, select
 from sqlalchemy.orm import Session
 
@@ -125,3 +134,130 @@ def device_id(session: Session, name: str) -> int | None:
     """The id of device ``name``, or None."""
     return session.scalar(select(Device.id).where(Device.name == name))
 
+
+# -- a capture record on one page -------------------------------------------------------------
+
+#: Rows and columns of a tensor's table at most (the windfarm model's [24, 24] window fits).
+MAX_ROWS, MAX_COLUMNS = 32, 24
+#: A 1-D tensor is shown this many values a row.
+ROW_WIDTH = 10
+#: Characters of an auxiliary text shown at most.
+MAX_TEXT_CHARS = 20_000
+#: Significant digits of a float shown, by its size in bytes: enough to read a window of
+#: sensor values at a glance (float32 holds about 7); the downloads keep every bit.
+_DIGITS = {2: 4, 4: 5, 8: 6}
+#: A float tensor whose largest magnitude lies in this range is shown in fixed point, every
+#: value with the same decimals (as numpy prints arrays: the points line up); others in
+#: scientific notation.
+FIXED_RANGE = (1e-3, 1e5)
+
+
+@dataclass(frozen=True)
+class TensorTable:
+    """A tensor as the capture page shows it.
+
+    Attributes:
+        name, dtype, shape: the tensor's (numpy dtype name; shape ``()`` for a scalar).
+        size: its number of values.
+        columns: column headers: indices of the last axis (a 1-D tensor longer than
+            :data:`ROW_WIDTH` is wrapped: offsets ``+0`` to ``+9`` within the row).
+        rows: ``(label, formatted values)``; a label is the row's index (``[i, j]`` over the
+            leading axes of a tensor with three or more), or a wrapped row's first index.
+        note: what is left out of the table, for a person ("" when nothing is).
+        summary: ``min ... · max ... · mean ...`` of its finite values ("" without any, or
+            for a single value).
+        rounding: how floats are rounded for the page, e.g. ``4 decimals`` ("" for integers).
+    """
+
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+    size: int
+    columns: list[str]
+    rows: list[tuple[str, list[str]]]
+    note: str
+    summary: str
+    rounding: str
+
+
+def _format(array: np.ndarray) -> tuple[str, str]:
+    """The format spec of the tensor's values, and how it rounds them."""
+    if array.dtype.kind != "f":
+        return "", ""
+    digits = _DIGITS.get(array.dtype.itemsize, 7)
+    finite = np.abs(array[np.isfinite(array)])
+    largest = float(finite.max()) if finite.size else 0.0
+    if largest == 0.0:
+        return "g", ""
+    if FIXED_RANGE[0] <= largest < FIXED_RANGE[1]:
+        decimals = max(digits - 1 - math.floor(math.log10(largest)), 0)
+        return f".{decimals}f", f"{decimals} decimal{'s' if decimals != 1 else ''}"
+    return f".{digits - 1}e", f"{digits} significant digits"
+
+
+def _summary(array: np.ndarray, spec: str) -> str:
+    values = array[np.isfinite(array)] if array.dtype.kind == "f" else array
+    if values.size == 0:
+        return ""
+    low, high = (format(v.item(), spec) for v in (values.min(), values.max()))
+    mean = format(values.astype(np.float64).mean(), spec or ".6g")
+    skipped = array.size - values.size
+    return f"min {low} · max {high} · mean {mean}" + (
+        f" · {skipped:,} NaN or infinite" if skipped else "")
+
+
+def _labels(shape: tuple[int, ...], count: int) -> list[str]:
+    """Labels of the first ``count`` rows of a tensor laid out as rows x last axis."""
+    if len(shape) <= 1:
+        return [""]
+    if len(shape) == 2:
+        return [str(row) for row in range(count)]
+    leading = np.unravel_index(np.arange(count), shape[:-1])
+    return ["[" + ", ".join(str(int(i)) for i in index) + "]"
+            for index in zip(*leading, strict=True)]
+
+
+def tensor_table(name: str, array: np.ndarray) -> TensorTable:
+    """``array`` (a captured tensor of any shape, numeric dtype) as at most
+    :data:`MAX_ROWS` x :data:`MAX_COLUMNS` formatted values: a 2-D tensor row by row, a 1-D
+    one :data:`ROW_WIDTH` values a row, higher ones with the last axis as columns and a row
+    per index of the others."""
+    spec, rounding = _format(array)
+    columns: list[str] = []
+    rows: list[tuple[str, list[str]]] = []
+    cut, shown = "", 0
+    if array.ndim == 1 and array.size > ROW_WIDTH:
+        shown = min(array.size, MAX_ROWS * ROW_WIDTH)
+        values = [format(v, spec) for v in array[:shown].tolist()]
+        columns = [f"+{c}" for c in range(ROW_WIDTH)]
+        rows = [(str(at), values[at:at + ROW_WIDTH]) for at in range(0, shown, ROW_WIDTH)]
+        if shown < array.size:
+            cut = f"the first {shown:,} of {array.size:,} values"
+    elif array.size:
+        grid = array.reshape(1, -1) if array.ndim < 2 else array.reshape(-1, array.shape[-1])
+        count, width = min(grid.shape[0], MAX_ROWS), min(grid.shape[1], MAX_COLUMNS)
+        columns = [str(c) for c in range(width)]
+        rows = [(label, [format(v, spec) for v in values]) for label, values in zip(
+            _labels(array.shape, count), grid[:count, :width].tolist(), strict=True)]
+        shown = count * width
+        cut = " and ".join(f"the first {part:,} of {total:,} {noun}"
+                           for part, total, noun in ((count, grid.shape[0], "rows"),
+                                                     (width, grid.shape[1], "columns"))
+                           if part < total)
+    note = (f"Showing {cut}: {array.size - shown:,} more values are in the downloads (JSON "
+            "line or .npz)." if cut else "")
+    return TensorTable(name, str(array.dtype), tuple(array.shape), int(array.size), columns,
+                       rows, note, _summary(array, spec) if array.size > 1 else "",
+                       rounding)
+
+
+def auxiliary_text(text: str | None, content_type: str) -> tuple[str | None, int]:
+    """Auxiliary data for reading: JSON (by ``content_type``, or text that is a JSON object
+    or array) indented by two spaces, at most :data:`MAX_TEXT_CHARS` characters; and how many
+    characters were cut. None when the data is not UTF-8 text."""
+    if text is None:
+        return None, 0
+    if "json" in content_type or text.lstrip()[:1] in ("{", "["):
+        with contextlib.suppress(ValueError):  # not JSON after all: shown as it is
+            text = json.dumps(json.loads(text), indent=2, ensure_ascii=False)
+    return text[:MAX_TEXT_CHARS], max(len(text) - MAX_TEXT_CHARS, 0)
