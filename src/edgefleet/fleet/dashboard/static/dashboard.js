@@ -20,11 +20,27 @@
         return response.text();
       })
       .then(function (html) {
-        if (element.dataset.html !== html) {
+        if (element.dataset.html === html) { return; }
+        // Charts are images whose URL names their sampling period: load the new ones before
+        // the swap, so that a chart the server is still drawing never shows as a blank box.
+        return preload(html).then(function () {
           element.innerHTML = html;
           element.dataset.html = html;
-        }
+        });
       });
+  }
+
+  function preload(html) {
+    var scratch = document.createElement("template");
+    scratch.innerHTML = html;
+    var images = scratch.content.querySelectorAll("img[src]");
+    return Promise.all(Array.prototype.map.call(images, function (img) {
+      return new Promise(function (done) {
+        var loader = new Image();
+        loader.onload = loader.onerror = function () { done(); };
+        loader.src = img.getAttribute("src");
+      });
+    }));
   }
 
   function tick() {
