@@ -377,8 +377,11 @@ def _fleet_story(console: Console, options: Options, prepared: pipeline.Prepared
         else:
             console.print(f"The dashboard stays up at [bold]{plane.url}/[/]; press Ctrl-C to "
                           "stop the server and the agents.")
-            while True:
-                time.sleep(3600)
+            try:
+                while True:
+                    time.sleep(3600)
+            except KeyboardInterrupt:  # the way this run ends (SIGTERM too): not an error
+                console.print("stopping the server and the agents")
     console.print("  server and agents stopped")
 
 
