@@ -235,3 +235,37 @@ def test_sigterm_to_the_demo_stops_the_server_and_the_agents(tmp_path: Path) -> 
     assert "interrupted" in output
     _, alive = psutil.wait_procs(children, timeout=10)
     assert not alive
+
+
+def test_the_interactive_run_keeps_the_dashboard_up_until_sigterm(tmp_path: Path) -> None:
+    """The README's first command without --headless: the story runs, the dashboard and the
+    control page stay up with the whole fleet until the user stops it, and stopping it then is
+    a normal end (exit 0)."""
+    process = demo(tmp_path, "--days-per-second", "0", "--max-train-rows", "2000")
+    assert process.stdout is not None
+    lines: list[str] = []
+    try:
+        deadline = time.monotonic() + 600
+        for line in process.stdout:
+            lines.append(line)
+            if line.startswith("The dashboard stays up at"):
+                break
+            assert time.monotonic() < deadline, "".join(lines)
+        output = "".join(lines)
+        assert "admin token:" in output and "fault injection page" in output, output
+        token = (tmp_path / "server" / "admin-token").read_text().strip()
+        assert f"admin token: {token}" in output  # printed for the user to log in with
+        url = re.search(r"dashboard (http://127\.0\.0\.1:\d+)/", output)
+        assert url is not None, output
+        parent = psutil.Process(process.pid)
+        children = [c for c in parent.children() if "edgefleet" in " ".join(c.cmdline())]
+        assert len(children) == 5, [c.cmdline() for c in children]
+        process.send_signal(signal.SIGTERM)
+        rest, _ = process.communicate(timeout=90)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, output + rest
+    assert "server and agents stopped" in rest
+    _, alive = psutil.wait_procs(children, timeout=10)
+    assert not alive
