@@ -18,10 +18,10 @@ from typing import Any
 
 import numpy as np
 
-from edgefleet.agent.capture.records import DeviceIdentity, encode_batch
 from edgefleet.agent.capture.sinks import S3Sink
 from edgefleet.agent.config import AgentConfig
 from edgefleet.agent.types import CapturedTensor, CaptureRequest
+from edgefleet.wire.capture import DeviceIdentity, encode_batch
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests"))

@@ -24,8 +24,8 @@ from support.packages import Packages, base_config
 from support.polling import wait_for
 from support.s3server import S3Server
 
-from edgefleet.agent.capture.records import read_batch_file
 from edgefleet.proto import agent_pb2 as pb
+from edgefleet.wire.capture import read_batch_file
 
 pytestmark = pytest.mark.slow
 

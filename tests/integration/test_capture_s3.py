@@ -15,7 +15,6 @@ from support.polling import wait_for
 from support.s3server import S3Server
 
 from edgefleet.agent.capture import CaptureService, RetryPolicy
-from edgefleet.agent.capture.records import BatchFile, DeviceIdentity, encode_batch
 from edgefleet.agent.capture.sinks import S3Sink
 from edgefleet.agent.config import AgentConfig
 from edgefleet.agent.types import (
@@ -26,6 +25,7 @@ from edgefleet.agent.types import (
     CaptureStatus,
 )
 from edgefleet.errors import FailedPrecondition
+from edgefleet.wire.capture import BatchFile, DeviceIdentity, encode_batch
 
 # No skip when SeaweedFS is missing: it is a dev dependency, and S3 evidence must not vanish
 # silently (S3Server says what to install).

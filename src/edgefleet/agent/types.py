@@ -2,15 +2,21 @@
 :class:`~edgefleet.agent.serving.service.AgentService`.
 
 The gRPC and JSON-RPC adapters convert their messages to and from these; nothing here knows about
-protobuf. Field meanings follow shared/spec/agent-api.md.
+protobuf. Field meanings follow shared/spec/agent-api.md. The captured values
+(``CaptureRequest`` and its tensors and auxiliary data) live with the capture record format in
+:mod:`edgefleet.wire.capture`, which the control plane reads too; they are re-exported here.
 """
 
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from edgefleet.tensors import TensorSpec
+from edgefleet.wire.capture import AuxiliaryEncoding as AuxiliaryEncoding
+from edgefleet.wire.capture import CapturedAuxiliary as CapturedAuxiliary
+from edgefleet.wire.capture import CapturedTensor as CapturedTensor
+from edgefleet.wire.capture import CaptureRequest as CaptureRequest
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,15 +89,6 @@ class ModelInfo:
     outputs: tuple[TensorSpec, ...]
 
 
-class AuxiliaryEncoding(enum.IntEnum):
-    """Encoding of auxiliary capture data; wire values from the spec's ``Encoding`` enum."""
-
-    CSV = 0
-    JSON = 1
-    NONE = 2
-    BASE64 = 3
-
-
 @dataclass(frozen=True, slots=True)
 class AuxiliaryInput:
     """Auxiliary capture data as a client sent it (bytes inline or in shared memory)."""
@@ -109,55 +106,3 @@ class CaptureStatus(enum.IntEnum):
     SUCCESS = 1
     IN_PROGRESS = 2
     NOT_FOUND = 3
-
-
-@dataclass(frozen=True, slots=True)
-class CapturedTensor:
-    """A tensor captured by value (shared memory already copied out).
-
-    Attributes:
-        name: tensor name.
-        data_type: wire dtype enum value.
-        shape: dimensions.
-        data: C-contiguous bytes in host byte order.
-    """
-
-    name: str
-    data_type: int
-    shape: tuple[int, ...]
-    data: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class CapturedAuxiliary:
-    """Auxiliary data captured by value."""
-
-    name: str
-    encoding: AuxiliaryEncoding
-    data: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class CaptureRequest:
-    """One validated capture, ready for the capture pipeline.
-
-    Attributes:
-        capture_id: the client's id (non-empty, at most 256 chars).
-        model_alias: the loaded model's alias.
-        model_version: that model's package version.
-        inference_time_ns: inference time, nanoseconds since the Unix epoch (UTC).
-        input_tensors, output_tensors: captured tensors.
-        auxiliary_inputs, auxiliary_outputs: captured auxiliary data.
-        sampled: True when the agent captured a Predict call by itself (sampling), False when
-            the client called CaptureData.
-    """
-
-    capture_id: str
-    model_alias: str
-    model_version: str
-    inference_time_ns: int
-    input_tensors: tuple[CapturedTensor, ...] = ()
-    output_tensors: tuple[CapturedTensor, ...] = ()
-    auxiliary_inputs: tuple[CapturedAuxiliary, ...] = ()
-    auxiliary_outputs: tuple[CapturedAuxiliary, ...] = field(default=())
-    sampled: bool = False

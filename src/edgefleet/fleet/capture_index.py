@@ -39,13 +39,12 @@ from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from edgefleet.agent.capture.records import CaptureRecord, decode_batch
-from edgefleet.agent.types import AuxiliaryEncoding
 from edgefleet.drift import bin_counts
 from edgefleet.errors import EdgefleetError, Unavailable
 from edgefleet.fleet.capture_location import CaptureLocation
 from edgefleet.fleet.db.models import CaptureDevice, CaptureEntry, CaptureFile, CaptureHour
 from edgefleet.fleet.drift_series import Baselines
+from edgefleet.wire.capture import AuxiliaryEncoding, CaptureRecord, decode_batch
 
 log = logging.getLogger(__name__)
 

@@ -22,12 +22,12 @@ from pydantic import BaseModel, Field
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
-from edgefleet.agent.capture.records import CaptureRecord, decode_batch, tensor_array
 from edgefleet.drift import MIN_ROWS, PSI_THRESHOLD
 from edgefleet.errors import FailedPrecondition, InvalidArgument, NotFound
 from edgefleet.fleet.capture_location import CaptureLocation
 from edgefleet.fleet.db.models import CaptureDevice, CaptureEntry, CaptureFile, CaptureHour, Device
 from edgefleet.fleet.drift_series import WINDOW_DAYS, Baselines, device_drift
+from edgefleet.wire.capture import CaptureRecord, decode_batch, tensor_array
 
 #: Largest page of captures a request may ask for.
 MAX_PAGE = 500

@@ -4,15 +4,15 @@
 docs/capture.md).
 """
 
-from edgefleet.agent.capture.records import (
+from edgefleet.agent.capture.service import CaptureService, RetryPolicy, sink_from_config
+from edgefleet.agent.capture.sinks import CaptureSink, DiskSink, MemorySink, S3Sink
+from edgefleet.wire.capture import (
     BatchFile,
     CaptureRecord,
     DeviceIdentity,
     decode_batch,
     read_batch_file,
 )
-from edgefleet.agent.capture.service import CaptureService, RetryPolicy, sink_from_config
-from edgefleet.agent.capture.sinks import CaptureSink, DiskSink, MemorySink, S3Sink
 
 __all__ = [
     "BatchFile",

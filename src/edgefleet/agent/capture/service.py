@@ -30,7 +30,6 @@ from dataclasses import dataclass
 from edgefleet.agent.backoff import Backoff
 from edgefleet.agent.capture.batcher import Batch, BatchSource, Layout
 from edgefleet.agent.capture.buffer import CaptureBuffer
-from edgefleet.agent.capture.records import DeviceIdentity, encode_batch
 from edgefleet.agent.capture.sinks import CaptureSink, DiskSink, S3Sink
 from edgefleet.agent.capture.spool import Spool
 from edgefleet.agent.capture.status import StatusTable
@@ -38,6 +37,7 @@ from edgefleet.agent.capture.uploader import PeriodicUploader
 from edgefleet.agent.config import AgentConfig
 from edgefleet.agent.types import CaptureRequest, CaptureStatus
 from edgefleet.errors import FailedPrecondition, ResourceExhausted, Unavailable
+from edgefleet.wire.capture import DeviceIdentity, encode_batch
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Capture sinks: where batch files are stored.
 
-Every sink stores :class:`~edgefleet.agent.capture.records.BatchFile` lists under their keys and
+Every sink stores :class:`~edgefleet.wire.capture.BatchFile` lists under their keys and
 says how a record refers to a raw payload file (``data-ref``). Writes are idempotent: storing the
 same files again overwrites them, which is what makes re-delivery after a crash exactly-once.
 
@@ -18,8 +18,8 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Protocol
 
-from edgefleet.agent.capture.records import BatchFile, CaptureRecord, decode_batch
 from edgefleet.agent.config import AgentConfig
+from edgefleet.wire.capture import BatchFile, CaptureRecord, decode_batch
 
 #: Flags of a freshly created batch file: fail rather than reuse or follow a link.
 _NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW

@@ -17,8 +17,8 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-from edgefleet.agent.capture.records import BatchFile
 from edgefleet.agent.capture.sinks import CaptureSink, DiskSink
+from edgefleet.wire.capture import BatchFile
 
 log = logging.getLogger(__name__)
 

@@ -13,14 +13,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from support.captures import captured_tensor
 
-from edgefleet.agent.capture.records import (
-    DeviceIdentity,
-    decode_batch,
-    encode_batch,
-    format_inference_time,
-    parse_inference_time,
-    read_batch_file,
-)
 from edgefleet.agent.capture.sinks import DiskSink
 from edgefleet.agent.types import (
     AuxiliaryEncoding,
@@ -30,6 +22,14 @@ from edgefleet.agent.types import (
 )
 from edgefleet.errors import InvalidArgument
 from edgefleet.tensors import DATA_TYPES
+from edgefleet.wire.capture import (
+    DeviceIdentity,
+    decode_batch,
+    encode_batch,
+    format_inference_time,
+    parse_inference_time,
+    read_batch_file,
+)
 
 #: 2026-11-23T19:12:31.123456Z (the time conftest's captures carry).
 INFERENCE_TIME_NS = 1_795_461_151_123_456_000

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 from edgefleet.agent.capture import CaptureService, MemorySink, RetryPolicy, read_batch_file
-from edgefleet.agent.capture.records import BatchFile
 from edgefleet.agent.config import AgentConfig
 from edgefleet.agent.types import CaptureRequest, CaptureStatus
 from edgefleet.errors import AlreadyExists, FailedPrecondition, NotFound, ResourceExhausted
+from edgefleet.wire.capture import BatchFile
 
 MakeCapture = Callable[..., CaptureRequest]
 MakeConfig = Callable[..., AgentConfig]

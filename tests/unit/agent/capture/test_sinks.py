@@ -11,9 +11,9 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from edgefleet.agent.capture.records import BatchFile
 from edgefleet.agent.capture.sinks import DiskSink, MemorySink, S3Sink
 from edgefleet.agent.config import AgentConfig
+from edgefleet.wire.capture import BatchFile
 
 FILES = [BatchFile("f/m/2026/11/23/19/b.0.input.0.bin", b"\x00" * 10),
          BatchFile("f/m/2026/11/23/19/b.jsonl", b"{}\n")]

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edgefleet.agent.capture.records import BatchFile
 from edgefleet.agent.capture.sinks import DiskSink, MemorySink
 from edgefleet.agent.capture.uploader import PeriodicUploader
+from edgefleet.wire.capture import BatchFile
 
 FILES = [BatchFile("f/m/2026/11/23/19/b.0.input.0.bin", b"\x00" * 10),
          BatchFile("f/m/2026/11/23/19/b.jsonl", b"{}\n")]

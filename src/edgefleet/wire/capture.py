@@ -1,4 +1,6 @@
-"""Capture records: the JSON-lines format of a batch file, its encoder and its decoder.
+"""Capture records: the JSON-lines format of a batch file, its encoder and its decoder, and the
+captured values they hold. The agent writes batch files with it (:mod:`edgefleet.agent.capture`);
+the control plane reads them back (:mod:`edgefleet.fleet.capture_index`).
 
 The format is the SageMaker Edge Manager agent's (shared/spec/agent-api.md, "Capture records"),
 one JSON object per line::
@@ -32,10 +34,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import enum
 import json
 import re
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
@@ -44,14 +47,70 @@ from typing import Any
 import numpy as np
 import orjson
 
-from edgefleet.agent.types import (
-    AuxiliaryEncoding,
-    CapturedAuxiliary,
-    CapturedTensor,
-    CaptureRequest,
-)
 from edgefleet.errors import InvalidArgument
 from edgefleet.tensors import DATA_TYPES, data_type_from_name
+
+
+class AuxiliaryEncoding(enum.IntEnum):
+    """Encoding of auxiliary capture data; wire values from the spec's ``Encoding`` enum."""
+
+    CSV = 0
+    JSON = 1
+    NONE = 2
+    BASE64 = 3
+
+
+@dataclass(frozen=True, slots=True)
+class CapturedTensor:
+    """A tensor captured by value (shared memory already copied out).
+
+    Attributes:
+        name: tensor name.
+        data_type: wire dtype enum value.
+        shape: dimensions.
+        data: C-contiguous bytes in host byte order.
+    """
+
+    name: str
+    data_type: int
+    shape: tuple[int, ...]
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class CapturedAuxiliary:
+    """Auxiliary data captured by value."""
+
+    name: str
+    encoding: AuxiliaryEncoding
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class CaptureRequest:
+    """One validated capture, ready for the capture pipeline.
+
+    Attributes:
+        capture_id: the client's id (non-empty, at most 256 chars).
+        model_alias: the loaded model's alias.
+        model_version: that model's package version.
+        inference_time_ns: inference time, nanoseconds since the Unix epoch (UTC).
+        input_tensors, output_tensors: captured tensors.
+        auxiliary_inputs, auxiliary_outputs: captured auxiliary data.
+        sampled: True when the agent captured a Predict call by itself (sampling), False when
+            the client called CaptureData.
+    """
+
+    capture_id: str
+    model_alias: str
+    model_version: str
+    inference_time_ns: int
+    input_tensors: tuple[CapturedTensor, ...] = ()
+    output_tensors: tuple[CapturedTensor, ...] = ()
+    auxiliary_inputs: tuple[CapturedAuxiliary, ...] = ()
+    auxiliary_outputs: tuple[CapturedAuxiliary, ...] = field(default=())
+    sampled: bool = False
+
 
 #: ``eventVersion`` of every record edgefleet writes.
 EVENT_VERSION = "0"
