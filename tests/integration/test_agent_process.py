@@ -18,6 +18,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from support.agent_process import agent_command, short_socket_dir, start_agent
 from support.packages import Packages, base_config
+from support.polling import wait_for
 
 from edgefleet.proto import agent_pb2 as pb
 
@@ -27,7 +28,7 @@ def run_agent(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
                           timeout=60)
 
 
-@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGHUP])
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
 def test_signal_stops_cleanly_and_removes_socket(packages: Packages, tmp_path: Path,
                                                  stop_signal: int) -> None:
     agent = start_agent(base_config(packages), tmp_path)
@@ -37,6 +38,23 @@ def test_signal_stops_cleanly_and_removes_socket(packages: Packages, tmp_path: P
     assert agent.stop(stop_signal) == 0
     assert not agent.socket_path.exists()
     assert "stopped" in agent.log()
+
+
+def test_sighup_reloads_and_keeps_serving(packages: Packages, tmp_path: Path) -> None:
+    # SIGHUP reads the config again (docs/agent-config.md, "Reloading on SIGHUP"); it used to
+    # stop the agent.
+    agent = start_agent(base_config(packages), tmp_path)
+    agent.stub.LoadModel(pb.LoadModelRequest(url=str(packages.affine), name="affine"))
+    unchanged = "config reloaded: the control-plane credentials are unchanged"
+    agent.process.send_signal(signal.SIGHUP)
+    wait_for(lambda: agent.log().count(unchanged) == 1, 10, "the reload to be logged")
+    agent.process.send_signal(signal.SIGHUP)  # and again: the agent waits for the next signal
+    wait_for(lambda: agent.log().count(unchanged) == 2, 10, "the second reload to be logged")
+    assert agent.process.poll() is None
+    listed = agent.stub.ListModels(pb.ListModelsRequest())
+    assert [m.name for m in listed.models] == ["affine"]
+    assert "stopping" not in agent.log()
+    assert agent.stop() == 0
 
 
 def test_calls_in_flight_finish_on_sigterm(packages: Packages, tmp_path: Path) -> None:

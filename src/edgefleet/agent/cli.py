@@ -14,6 +14,7 @@ out keeps the daemon's memory (RSS) about 7 MB smaller on devices.
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import pwd
 import shutil
@@ -34,15 +35,21 @@ if TYPE_CHECKING:
 log = logging.getLogger("edgefleet.agent")
 
 #: What stops the agent cleanly: calls in flight finish, captures are flushed.
-STOP_SIGNALS = {signal.SIGTERM, signal.SIGHUP, signal.SIGINT}
+STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
+
+#: What makes the agent read its config file again and take new control-plane credentials from
+#: it (docs/agent-config.md, "Reloading on SIGHUP"); it keeps serving throughout.
+RELOAD_SIGNAL = signal.SIGHUP
 
 DESCRIPTION = """\
 Serve ONNX model packages to local applications over gRPC on a Unix socket.
 
 Wire-compatible with the Amazon SageMaker Edge Manager agent (AWS.SageMaker.Edge.Agent):
 existing applications and their stubs work unchanged. The standard grpc.health.v1 service runs
-on the same socket. SIGTERM, SIGHUP or Ctrl-C stop the agent cleanly: calls in flight finish,
-captured data is flushed, and the socket file is removed.
+on the same socket. SIGTERM or Ctrl-C stop the agent cleanly: calls in flight finish,
+captured data is flushed, and the socket file is removed. SIGHUP makes it read CONFIG.json
+again and take new control-plane credentials from it, without interrupting any call (other
+changed keys are logged and wait for a restart).
 """
 
 EPILOG = """\
@@ -106,24 +113,53 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _run_agent(argv: list[str]) -> None:
-    # The stop signals are blocked before the agent makes any thread (threads inherit the
-    # mask) and taken with sigwait at the end. A Python handler runs only in the main thread,
+    # The stop and reload signals are blocked before the agent makes any thread (threads
+    # inherit the mask) and taken with sigwait, here in the main thread, so that no handler
+    # ever runs and a reload is ordinary code. A Python handler runs only in the main thread,
     # and the kernel may deliver SIGTERM to any thread: one delivered to a gRPC or capture
     # thread left the main thread asleep in Event.wait, the agent running and nothing logged
-    # (seen under load). A signal that comes during the start waits until the agent serves.
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    # (seen under load). A signal that comes during the start (or a reload) waits until the
+    # agent serves (or the reload is done).
+    signals = {*STOP_SIGNALS, RELOAD_SIGNAL}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, signals)
     try:
-        agent = _start_agent(argv)
+        agent, read_config = _start_agent(argv)
     except BaseException:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)  # e.g. a bad config: exit 2
         raise
-    signum = signal.sigwait(STOP_SIGNALS)
+    while (signum := signal.sigwait(signals)) == RELOAD_SIGNAL:
+        reload_config(agent, read_config)
     log.info("received %s", signal.Signals(signum).name)
     agent.stop()
 
 
-def _start_agent(argv: list[str]) -> Agent:
-    """Parse ``argv``, load the config and start the agent; exits 1 or 2 when it cannot."""
+def reload_config(agent: Agent, read_config: Callable[[], AgentConfig] | None) -> None:
+    """What SIGHUP does: read the config again with ``read_config`` (None: the agent has no
+    config file) and hand it to :meth:`Agent.reload <edgefleet.agent.daemon.Agent.reload>`.
+
+    Never raises: a config that cannot be read or is not valid is logged as one ERROR naming
+    the problem, and the agent goes on with its current config and credentials.
+    """
+    if read_config is None:
+        log.info("received SIGHUP: no config file (-c) to read again; nothing changed")
+        return
+    log.info("received SIGHUP: reading the config again")
+    try:
+        agent.reload(read_config())
+    except EdgefleetError as error:
+        log.error("SIGHUP: config not reloaded, the agent goes on with its current config and "
+                  "credentials: %s", error.message)
+    except Exception:  # a bug must not stop the agent: it serves on with what it has
+        log.exception("SIGHUP: config not reloaded (unexpected error); the agent goes on with "
+                      "its current config and credentials")
+
+
+def _start_agent(argv: list[str]) -> tuple[Agent, Callable[[], AgentConfig] | None]:
+    """Parse ``argv``, load the config and start the agent; exits 1 or 2 when it cannot.
+
+    Returns:
+        The serving agent, and what reads its config again on SIGHUP (None without a file).
+    """
     parser = _parser()
     args = parser.parse_args(argv)
     _configure_logging(False)
@@ -132,12 +168,15 @@ def _start_agent(argv: list[str]) -> Agent:
             parser.error("--from-greengrass-config gives both the config and the socket; "
                          "leave out -a/--socket and -c/--config")
         config, socket_path = _greengrass_config(args.from_greengrass_config)
+        read_config: Callable[[], AgentConfig] | None = functools.partial(
+            _read_greengrass_config, args.from_greengrass_config)
     else:
         if args.socket is None:
             parser.error("the following arguments are required: -a/--socket")
         socket_path = args.socket
+        read_config = functools.partial(load_config, args.config) if args.config else None
         try:
-            config = load_config(args.config) if args.config else AgentConfig.from_mapping({})
+            config = read_config() if read_config else AgentConfig.from_mapping({})
         except EdgefleetError as error:
             log.error("%s", error.message)
             sys.exit(2)
@@ -151,7 +190,7 @@ def _start_agent(argv: list[str]) -> Agent:
     except EdgefleetError as error:
         log.error("cannot start: %s", error.message)
         sys.exit(1)
-    return agent
+    return agent, read_config
 
 
 def _greengrass_config(path: Path) -> tuple[AgentConfig, Path]:
@@ -168,6 +207,18 @@ def _greengrass_config(path: Path) -> tuple[AgentConfig, Path]:
         log.error("%s", error.message)
         sys.exit(2)
     return config, Path(socket_path)
+
+
+def _read_greengrass_config(path: Path) -> AgentConfig:
+    """The config of the Greengrass component configuration at ``path``, read again (its
+    socket is the one the agent serves on already).
+
+    Raises:
+        ConfigError: see :func:`~edgefleet.agent.greengrass.load_greengrass_config`.
+    """
+    from edgefleet.agent.greengrass import load_greengrass_config
+
+    return load_greengrass_config(path)[0]
 
 
 # -- install-service -----------------------------------------------------------------------------

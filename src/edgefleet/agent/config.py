@@ -6,6 +6,10 @@ existing ``config.json`` works unchanged. Keys named ``edgefleet_*`` are edgefle
 Unknown keys are logged as warnings and ignored; a key with a wrong type or value fails at start
 with a :class:`~edgefleet.errors.ConfigError` naming the key and what is expected.
 
+A running agent reads its file again on SIGHUP and applies only :data:`RELOADABLE_KEYS` (the
+device's control-plane credentials); :meth:`AgentConfig.changed_keys` tells what else changed,
+which waits for a restart.
+
 Each field's docstring is its reference documentation (``edgefleet-agent --describe-config``
 prints them).
 """
@@ -41,6 +45,18 @@ DEVICE_NAME_PATTERN = r"^[a-zA-Z0-9](-*_*[a-zA-Z0-9])*$"
 
 #: Largest embedded capture payload in bytes; larger payloads go to a raw file (spec: max 3072).
 MAX_BASE64_EMBED_LIMIT = 3072
+
+#: The keys a running agent applies when it reads its config file again (SIGHUP): the device's
+#: control-plane credentials, which ``edgefleet device credentials`` rotates. A change of any
+#: other key is logged and waits for a restart.
+RELOADABLE_KEYS = ("edgefleet_control_access_key_id", "edgefleet_control_secret_access_key")
+
+#: The keys saying whom the control-plane credentials are for. A reloaded file that changes one
+#: of them holds credentials for another device or control plane, so a reload keeps the
+#: current credentials as well.
+IDENTITY_KEYS = ("sagemaker_edge_core_device_name", "sagemaker_edge_core_device_fleet_name",
+                 "sagemaker_edge_core_endpoint_override", "sagemaker_edge_core_region",
+                 "sagemaker_edge_provider_provider")
 
 
 def _default_device_name() -> str:
@@ -240,11 +256,13 @@ class AgentConfig(BaseModel):
 
     edgefleet_control_access_key_id: str | None = None
     """This device's access key id at the control plane (``edgefleet device register`` writes
-    it; default: boto3's credential chain)."""
+    it; default: boto3's credential chain). A running agent takes a new one from its config
+    file on SIGHUP (see "Reloading on SIGHUP")."""
 
     edgefleet_control_secret_access_key: SecretStr | None = None
     """This device's secret access key at the control plane; it signs every request (SigV4) and
-    is never logged (default: boto3's credential chain)."""
+    is never logged (default: boto3's credential chain). Taken again on SIGHUP, like the key
+    id."""
 
     edgefleet_control_timeout_seconds: float = Field(default=30.0, gt=0)
     """Connect and read timeout of each request to the control plane, in seconds."""
@@ -361,6 +379,12 @@ class AgentConfig(BaseModel):
                         source, config.edgefleet_intra_op_threads, pinned, pinned)
         return config
 
+    def changed_keys(self, other: AgentConfig) -> list[str]:
+        """The keys whose values differ in ``other``, in the order of the fields (secrets
+        compare by their values)."""
+        return [name for name in type(self).model_fields
+                if getattr(self, name) != getattr(other, name)]
+
     def describe(self) -> dict[str, Any]:
         """The effective settings as JSON-ready values, secrets masked (for logs)."""
         return json.loads(self.model_dump_json())  # type: ignore[no-any-return]
@@ -431,4 +455,40 @@ def reference_markdown() -> str:
             default = "none" if field.default is None else f"`{shown}`"
         meaning = " ".join((field.description or "").split()).replace("|", "\\|")
         lines.append(f"| `{name}` | {annotation.replace('|', 'or')} | {default} | {meaning} |")
+    lines += ["", *_RELOADING.format(
+        reloadable=" and ".join(f"`{key}`" for key in RELOADABLE_KEYS),
+        identity=", ".join(f"`{key}`" for key in IDENTITY_KEYS)).splitlines()]
     return "\n".join(lines) + "\n"
+
+
+_RELOADING = """\
+## Reloading on SIGHUP
+
+`kill -HUP <agent pid>` (`systemctl reload edgefleet-agent` under the unit that
+`edgefleet-agent install-service` writes) makes the running agent read its config file again,
+the same `-c` path (or the `--from-greengrass-config` file), with the same validation as at
+start. It applies {reloadable}: the device's control-plane credentials, which
+`edgefleet device credentials NAME --agent-config FILE` rotates (write the new file over the
+agent's, then send SIGHUP). The agent keeps running with the same pid and never interrupts a
+gRPC call (Predict, CaptureData, ...): only the control-plane requests change credentials. A
+heartbeat, registration check, deployment poll or package download in flight finishes with the
+credentials it started with; the next one, at once rather than after its retry delay, signs
+with the new ones. The log says `new control-plane credentials (access key id ...)`.
+
+- Every other key needs a restart. A reload that finds one changed logs a warning naming each
+  such key (`changed keys not applied until the agent restarts: ...`) and applies the
+  credentials all the same.
+- When one of {identity} changed as well, the new credentials belong to another device or
+  control plane: the agent keeps its current ones and says so (restart it to use the new file).
+- A file that cannot be read, is not JSON or fails validation logs one ERROR naming the
+  problem (`SIGHUP: config not reloaded ...`), and the agent serves on with its current config
+  and credentials.
+- Without `-c` there is no file to read; SIGHUP only logs that.
+- Credentials from boto3's chain (no `edgefleet_control_*` keys: `AWS_*` variables, a shared
+  credentials file, a container or Greengrass token exchange service) are boto3's own: those
+  with an expiry (container and TES credentials) refresh themselves, the others are read once
+  at start. SIGHUP leaves them alone unless the file now names static keys, which then apply.
+  The S3 keys of capture (`edgefleet_s3_*`) need a restart; TES credentials for S3 refresh
+  themselves.
+- SIGTERM and SIGINT (Ctrl-C) stop the agent; SIGHUP no longer does.
+"""

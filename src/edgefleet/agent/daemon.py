@@ -7,9 +7,10 @@ server (Agent + health) binds the Unix socket with mode 0660, and the control-pl
 ``Aws``, with MQTT deployment notifications when ``edgefleet_mqtt_url`` is set. Under systemd
 (``$NOTIFY_SOCKET``) the agent reports ``READY=1`` once its own socket answers a health check,
 feeds the watchdog while it does, and counts unclean previous runs (:mod:`edgefleet.agent.systemd`).
-A stop (SIGTERM, SIGHUP, SIGINT or :meth:`Agent.stop`) ends the control-plane threads, stops
+A stop (SIGTERM, SIGINT or :meth:`Agent.stop`) ends the control-plane threads, stops
 accepting calls, lets the calls in flight finish, flushes capture, unloads models and removes
-the socket file.
+the socket file. A reload (SIGHUP, :meth:`Agent.reload`) takes new control-plane credentials from
+the config read again, without touching the gRPC server.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from grpc_health.v1 import health_pb2
 
 from edgefleet import __version__
 from edgefleet.agent.capture import CaptureService
-from edgefleet.agent.config import AgentConfig
+from edgefleet.agent.config import IDENTITY_KEYS, RELOADABLE_KEYS, AgentConfig
 from edgefleet.agent.device.control import ControlClient
 from edgefleet.agent.device.deploy import DeploymentExecutor
 from edgefleet.agent.device.metrics import HeartbeatMetrics, SampleClock
@@ -179,7 +180,7 @@ class Agent:
         self.runs = RunHistory(config.sagemaker_edge_local_data_root_path / RUNS_FILE)
         self.service = AgentService(config, capture=self.samples)
         self._control_stop = threading.Event()
-        transport = make_transport(config)
+        self._transport = transport = make_transport(config)
         self.deployments = DeploymentExecutor(
             self.service, config, download=transport.download if transport else None,
             stop=self._control_stop)
@@ -279,6 +280,56 @@ class Agent:
         self.runs.end()
         self.notifier.close()
         log.info("stopped")
+
+    def reload(self, config: AgentConfig) -> list[str]:
+        """Take the control-plane credentials of ``config``: the agent's config file, read and
+        validated again (on SIGHUP). Call it from one thread at a time.
+
+        Only :data:`~edgefleet.agent.config.RELOADABLE_KEYS` apply at run time. Heartbeats,
+        registration checks, deployment polls and downloads that start after this call sign
+        with the new credentials (at once: their retry delays end); one in flight finishes
+        with the old. gRPC calls are not touched. A changed key of any other kind is logged
+        as a warning naming it and waits for a restart; when one of
+        :data:`~edgefleet.agent.config.IDENTITY_KEYS` changed, the new credentials are for
+        another device or control plane and are not taken either.
+
+        Returns:
+            The keys applied; empty when the credentials are unchanged or were kept.
+
+        Raises:
+            ConfigError: the transport cannot be set up again (an invalid endpoint URL); the
+                current credentials stay in use.
+        """
+        changed = self.config.changed_keys(config)
+        credentials = [key for key in changed if key in RELOADABLE_KEYS]
+        others = [key for key in changed if key not in RELOADABLE_KEYS]
+        if others:
+            log.warning("config reloaded: changed keys not applied until the agent restarts: "
+                        "%s (a reload applies only %s)", ", ".join(others),
+                        " and ".join(RELOADABLE_KEYS))
+        moved = [key for key in others if key in IDENTITY_KEYS]
+        if credentials and moved:
+            log.warning("config reloaded: kept the current control-plane credentials: the new "
+                        "ones come with a changed %s, so they are for another device or control "
+                        "plane; restart the agent to use them", ", ".join(moved))
+            return []
+        if not credentials:
+            log.info("config reloaded: the control-plane credentials are unchanged")
+            return []
+        key_id = config.edgefleet_control_access_key_id
+        if self._transport is not None:
+            self._transport.use_credentials(key_id, config.edgefleet_control_secret_access_key)
+        self.config = self.config.model_copy(
+            update={key: getattr(config, key) for key in credentials})
+        if self.control is not None:
+            self.control.retry_now()
+        # The key id is not a secret (`edgefleet device list` shows it), and it tells the
+        # operator which credentials the device uses now.
+        log.info("config reloaded: new control-plane credentials (access key id %s) %s",
+                 key_id or "none: boto3's credential chain",
+                 "sign the next request" if self.control is not None else
+                 "unused: sagemaker_edge_provider_provider is not Aws")
+        return credentials
 
     def _answers(self) -> str | None:
         # The watchdog's liveness test: a health check over the socket, as a client would.

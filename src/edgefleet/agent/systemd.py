@@ -514,6 +514,7 @@ After=network-online.target
 Type=notify
 NotifyAccess=main
 ExecStart={options.executable} --socket {options.socket_path} --config {options.config} --force
+ExecReload=/bin/kill -HUP $MAINPID
 Environment={UNIT_ENV}=%n
 User={options.user}
 Group={options.group}

@@ -104,8 +104,9 @@ def authenticate(credentials: DeviceCredentials | None, request: SignedRequest,
             signature, or a time outside ``max_skew_seconds``.
     """
     if credentials is None:
-        raise Unauthenticated("unknown access key id; the device may have been deregistered "
-                              "(register it again and install the new agent config)")
+        raise Unauthenticated("unknown access key id: the device's credentials were rotated "
+                              "(install the new agent config and send the agent SIGHUP) or "
+                              "the device was deregistered (register it again)")
     verify(request, auth, credentials.secret, service=SIGNING_NAME,
            max_skew_seconds=max_skew_seconds)
     return credentials.identity

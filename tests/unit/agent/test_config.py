@@ -175,3 +175,14 @@ def test_reference_docs_are_current() -> None:
         "docs/agent-config.md is stale: regenerate it with .venv/bin/python -c 'from "
         "edgefleet.agent.config import reference_markdown; print(reference_markdown(), "
         "end=\"\")' > docs/agent-config.md")
+
+
+def test_changed_keys_compare_secrets_by_value() -> None:
+    old = AgentConfig.from_mapping({"edgefleet_control_secret_access_key": "one",
+                                    "edgefleet_heartbeat_interval_seconds": 5})
+    same = AgentConfig.from_mapping({"edgefleet_control_secret_access_key": "one",
+                                     "edgefleet_heartbeat_interval_seconds": 5.0})
+    assert old.changed_keys(same) == []
+    other = AgentConfig.from_mapping({"edgefleet_control_secret_access_key": "two"})
+    assert old.changed_keys(other) == ["edgefleet_control_secret_access_key",
+                                       "edgefleet_heartbeat_interval_seconds"]

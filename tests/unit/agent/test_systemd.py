@@ -363,6 +363,8 @@ def test_the_unit_has_the_required_options() -> None:
     assert service["ExecStart"] == ("/usr/local/bin/edgefleet-agent --socket "
                                     "/run/edgefleet/agent.sock --config /etc/edgefleet/agent.json "
                                     "--force")
+    # `systemctl reload` sends SIGHUP: the agent takes new credentials from its config file.
+    assert service["ExecReload"] == "/bin/kill -HUP $MAINPID"
     assert service["Environment"] == "EDGEFLEET_SYSTEMD_UNIT=%n"
     assert service["NoNewPrivileges"] == "yes" and service["ProtectSystem"] == "strict"
     assert "PrivateIPC" not in service  # clients' System V shared memory must stay visible

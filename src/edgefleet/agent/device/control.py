@@ -16,6 +16,9 @@ credentials, or the in-memory double for tests).
   :class:`~edgefleet.agent.device.deploy.DeploymentExecutor`; :meth:`ControlClient.poll_now`
   (an MQTT notification, :mod:`edgefleet.agent.device.wakeup`) makes it poll at once.
 
+:meth:`ControlClient.retry_now` (new credentials, on SIGHUP) ends both threads' retry delays,
+so a device whose old key was refused is heard again at once.
+
 A control plane that is down or refuses requests never stops the agent from serving: every
 failure is logged (without secrets) and retried after an exponential backoff with jitter.
 """
@@ -73,6 +76,9 @@ class ControlClient:
         self.registered = threading.Event()
         self._wake = threading.Event()
         self._poll_wake = threading.Event()
+        # Ends the deployment thread's retry delay: new credentials, or the stop. (MQTT
+        # notifications wake only its regular wait, so a flood of them keeps the backoff.)
+        self._retry = threading.Event()
         self._threads = [
             threading.Thread(target=self._heartbeat_loop, name="edgefleet-heartbeat",
                              daemon=True),
@@ -163,6 +169,13 @@ class ControlClient:
         once."""
         self._poll_wake.set()
 
+    def retry_now(self) -> None:
+        """End the retry delays of both threads, so that a request refused or failed before
+        is tried again at once (after :meth:`ControlTransport.use_credentials`). Thread-safe,
+        returns at once."""
+        self._wake.set()
+        self._retry.set()
+
     # -- threads ----------------------------------------------------------------------------------
     def start(self) -> None:
         """Start the heartbeat and deployment threads."""
@@ -178,6 +191,7 @@ class ControlClient:
         self._stop.set()
         self._wake.set()
         self._poll_wake.set()
+        self._retry.set()
         for thread in self._threads:
             if thread.is_alive():
                 thread.join(timeout)
@@ -200,11 +214,11 @@ class ControlClient:
                 if self.registered.is_set():
                     backoff.reset()
             except EdgefleetError as error:
-                self._pause(backoff, error.message)
+                self._pause(backoff, error.message, self._wake)
                 continue
             except Exception:  # a bug must not end the thread: the agent keeps serving
                 log.exception("heartbeat failed unexpectedly")
-                self._pause(backoff, "unexpected error")
+                self._pause(backoff, "unexpected error", self._wake)
                 continue
             self._wake.wait(max(0.0, min(next_check, next_beat) - time.monotonic()))
 
@@ -217,20 +231,21 @@ class ControlClient:
                 continue
             polled = time.monotonic()
             self._poll_wake.clear()  # a notification from now on wakes the next wait
+            self._retry.clear()  # new credentials from now on end the next retry delay
             try:
                 self.poll_deployments()
                 backoff.reset()
             except EdgefleetError as error:
-                self._pause(backoff, error.message, wake=False)
+                self._pause(backoff, error.message, self._retry)
                 continue
             except Exception:  # a bug must not end the thread: the agent keeps serving
                 log.exception("deployment poll failed unexpectedly")
-                self._pause(backoff, "unexpected error", wake=False)
+                self._pause(backoff, "unexpected error", self._retry)
                 continue
             if self._poll_wake.wait(self._poll_seconds):
                 self._stop.wait(max(0.0, polled + gap - time.monotonic()))
 
-    def _pause(self, backoff: Backoff, problem: str, *, wake: bool = True) -> None:
+    def _pause(self, backoff: Backoff, problem: str, wake: threading.Event) -> None:
         delay = backoff.next_delay()
         log.warning("control plane: %s; retrying in %.1f s", problem, delay)
-        (self._wake if wake else self._stop).wait(delay)
+        wake.wait(delay)

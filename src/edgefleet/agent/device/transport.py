@@ -1,10 +1,12 @@
 """The agent's side of the control plane's ``sagemaker-edge`` device API.
 
 :class:`ControlTransport` is the device API as the agent uses it: :class:`Boto3Transport` is
-``boto3.client("sagemaker-edge", endpoint_url=...)`` with the device's own credentials, plus a
+boto3's ``sagemaker-edge`` client (``endpoint_url=...``) with the device's own credentials, plus a
 SigV4-signed ``GET`` for package downloads; :class:`MemoryTransport` is the public in-memory
 double for tests (like httpx's ``MockTransport``). Every failure is a
-:class:`ControlPlaneUnavailable` whose message says what to check, without secrets.
+:class:`ControlPlaneUnavailable` whose message says what to check, without secrets. The
+device's credentials can be swapped while requests run (:meth:`ControlTransport.use_credentials`,
+which the agent calls on SIGHUP).
 """
 
 from __future__ import annotations
@@ -14,8 +16,11 @@ import hashlib
 import logging
 import threading
 from collections.abc import Generator
+from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import parse_qs, urlsplit
+
+from pydantic import SecretStr
 
 from edgefleet.agent.backoff import Backoff
 from edgefleet.agent.config import AgentConfig
@@ -58,6 +63,15 @@ def shown_url(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}{parts.path}" if parts.scheme else url
 
 
+@dataclass(frozen=True)
+class _Signer:
+    """What signs a request: the boto3 client and the credentials for downloads (None: sent
+    unsigned, when boto3's chain found none)."""
+
+    client: Any
+    credentials: Any
+
+
 class ControlTransport(Protocol):
     """The device API as the agent uses it. Every method raises
     :class:`ControlPlaneUnavailable` when the request fails."""
@@ -74,62 +88,98 @@ class ControlTransport(Protocol):
     def download(self, url: str) -> Generator[bytes, None, None]:
         """Stream the package at ``url`` (an ``S3Url``) in chunks of at most 1 MiB."""
 
+    def use_credentials(self, access_key_id: str | None,
+                        secret_access_key: SecretStr | None) -> None:
+        """Sign every request that starts from now on with these credentials (None and None:
+        boto3's credential chain); a request in flight finishes with those it started with.
+        Thread-safe.
+
+        Raises:
+            ConfigError: the transport cannot be set up again (an invalid endpoint URL).
+        """
+
 
 class Boto3Transport:
     """The real transport: boto3's own ``sagemaker-edge`` client and urllib3 for downloads.
 
-    The client is exactly ``boto3.client("sagemaker-edge", endpoint_url=<endpoint override>,
-    region_name=..., aws_access_key_id=..., aws_secret_access_key=...)``, with the configured CA
-    bundle and client certificate, the request timeout, and botocore's own retries off (the
+    The client is exactly ``boto3.session.Session().client("sagemaker-edge",
+    endpoint_url=<endpoint override>, region_name=..., aws_access_key_id=...,
+    aws_secret_access_key=...)`` (one session per transport), with the configured CA bundle
+    and client certificate, the request timeout, and botocore's own retries off (the
     :class:`ControlClient` retries with its backoff). Downloads of ``S3Url`` go through urllib3
     (botocore's own HTTP library, so nothing more is loaded): presigned URLs as they are, other
     URLs (the control plane's ``/downloads/...``) SigV4-signed with the device's credentials.
+
+    Requests are thread-safe: :meth:`use_credentials` swaps the client and the download
+    credentials as one object, which each request reads once; call it from one thread at a time.
 
     Raises:
         ConfigError: from botocore, for an invalid endpoint URL (at construction).
     """
 
     def __init__(self, config: AgentConfig) -> None:
-        import boto3
         import urllib3
-        from botocore.config import Config
-        from botocore.credentials import Credentials
 
         self._endpoint = config.sagemaker_edge_core_endpoint_override or ""
         self._region = config.sagemaker_edge_core_region
         self._timeout = config.edgefleet_control_timeout_seconds
-        secret = config.edgefleet_control_secret_access_key
-        secret_value = secret.get_secret_value() if secret is not None else None
         ca_file = config.sagemaker_edge_provider_aws_ca_cert_file
         cert = config.sagemaker_edge_provider_aws_cert_file
         key = config.sagemaker_edge_provider_aws_cert_pk_file
-        client_cert = (str(cert), str(key)) if cert and key else None
+        self._verify = str(ca_file) if ca_file else True
+        self._client_cert = (str(cert), str(key)) if cert and key else None
+        self._session: Any = None
+        self._signer = self._connect(config.edgefleet_control_access_key_id,
+                                     config.edgefleet_control_secret_access_key)
+        self._http = urllib3.PoolManager(
+            ca_certs=str(ca_file) if ca_file else None,
+            cert_file=self._client_cert[0] if self._client_cert else None,
+            key_file=self._client_cert[1] if self._client_cert else None)
+
+    def _connect(self, access_key_id: str | None, secret: SecretStr | None) -> _Signer:
+        import boto3
+        from botocore.config import Config
+        from botocore.credentials import Credentials
+
+        secret_value = secret.get_secret_value() if secret is not None else None
+        if self._session is None:
+            # The transport's own session: a boto3 session is not safe to share between
+            # threads, and only the one that builds or reloads the agent makes clients here.
+            # Kept for reloads, so that a new client reuses its loaded service model.
+            self._session = boto3.session.Session()
+        session = self._session
         try:
-            self._client = boto3.client(
+            client = session.client(
                 "sagemaker-edge", endpoint_url=self._endpoint, region_name=self._region,
-                aws_access_key_id=config.edgefleet_control_access_key_id,
-                aws_secret_access_key=secret_value,
-                verify=str(ca_file) if ca_file else True,
+                aws_access_key_id=access_key_id, aws_secret_access_key=secret_value,
+                verify=self._verify,
                 config=Config(connect_timeout=self._timeout, read_timeout=self._timeout,
-                              retries={"total_max_attempts": 1}, client_cert=client_cert))
+                              retries={"total_max_attempts": 1}, client_cert=self._client_cert))
         except ValueError as error:
             raise ConfigError(f"sagemaker_edge_core_endpoint_override: {error}; expected a URL "
                               f"such as https://fleet.example:8443") from None
-        if config.edgefleet_control_access_key_id and secret_value:
-            self._credentials: Any = Credentials(config.edgefleet_control_access_key_id,
-                                                 secret_value)
-        else:
-            self._credentials = boto3.Session().get_credentials()
-        self._http = urllib3.PoolManager(
-            ca_certs=str(ca_file) if ca_file else None,
-            cert_file=client_cert[0] if client_cert else None,
-            key_file=client_cert[1] if client_cert else None)
+        if access_key_id and secret_value:
+            return _Signer(client, Credentials(access_key_id, secret_value))
+        return _Signer(client, session.get_credentials())
+
+    def use_credentials(self, access_key_id: str | None,
+                        secret_access_key: SecretStr | None) -> None:
+        """See :meth:`ControlTransport.use_credentials`.
+
+        Builds a new client (and so new connections) for the new credentials; the old client
+        finishes the requests it carries and is then dropped.
+
+        Raises:
+            ConfigError: see the class.
+        """
+        self._signer = self._connect(access_key_id, secret_access_key)
 
     def _call(self, operation: str, **request: Any) -> dict[str, Any]:
         from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
+        client = self._signer.client  # read once: a reload mid-request leaves this one alone
         try:
-            answer: dict[str, Any] = getattr(self._client, operation)(**request)
+            answer: dict[str, Any] = getattr(client, operation)(**request)
         except ClientError as error:
             info = error.response.get("Error", {})
             status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
@@ -175,9 +225,10 @@ class Boto3Transport:
 
         headers: dict[str, str] = {}
         query = parse_qs(urlsplit(url).query)
-        if "X-Amz-Signature" not in query and self._credentials is not None:
+        credentials = self._signer.credentials
+        if "X-Amz-Signature" not in query and credentials is not None:
             request = AWSRequest(method="GET", url=url)
-            SigV4Auth(self._credentials.get_frozen_credentials(), SIGNING_NAME,
+            SigV4Auth(credentials.get_frozen_credentials(), SIGNING_NAME,
                       self._region).add_auth(request)
             headers = dict(request.headers.items())
         try:
@@ -218,6 +269,7 @@ class MemoryTransport:
         down: when True, every call raises :class:`ControlPlaneUnavailable`.
         refused_results: deployment names whose results SendHeartbeat refuses (HTTP 400).
         calls: number of calls per operation name, failed ones included.
+        access_key_ids: the access key id of every :meth:`use_credentials` call, oldest first.
     """
 
     def __init__(self) -> None:
@@ -230,6 +282,7 @@ class MemoryTransport:
         self.down = False
         self.refused_results: set[str] = set()
         self.calls: collections.Counter[str] = collections.Counter()
+        self.access_key_ids: list[str | None] = []
         self._lock = threading.Lock()
 
     def _enter(self, operation: str) -> None:
@@ -278,6 +331,12 @@ class MemoryTransport:
             raise ControlPlaneUnavailable(f"download of {url} answered HTTP 404", 404)
         for start in range(0, len(data), CHUNK_BYTES):
             yield data[start:start + CHUNK_BYTES]
+
+    def use_credentials(self, access_key_id: str | None,
+                        secret_access_key: SecretStr | None) -> None:
+        """See :meth:`ControlTransport.use_credentials`; records the key id."""
+        with self._lock:
+            self.access_key_ids.append(access_key_id)
 
 
 def make_transport(config: AgentConfig) -> ControlTransport | None:

@@ -1,5 +1,6 @@
 """The control-plane client: heartbeat shapes (checked by botocore's own validator and by the
-server's schema), metric windows, registration, backoff, and an unreachable control plane."""
+server's schema), metric windows, registration, backoff, an unreachable control plane, and new
+credentials while requests run."""
 
 from __future__ import annotations
 
@@ -9,14 +10,17 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import botocore.session
 import numpy as np
 import pytest
 from botocore.validate import validate_parameters
+from pydantic import SecretStr
 from support.packages import signed_affine
+from support.polling import wait_for
 
 from edgefleet.agent.backoff import Backoff
 from edgefleet.agent.config import AgentConfig
@@ -281,3 +285,93 @@ def test_a_metric_that_is_not_finite_is_left_out_of_the_heartbeat(tmp_path: Path
     names = {m["MetricName"] for m in snapshot.agent_metrics}
     assert "spool-bytes" in names and not names & {"rate", "peak"}
     assert "rss-bytes" in names
+
+
+def test_retry_now_ends_both_retry_delays(tmp_path: Path, package: tuple[Path, Path],
+                                          transport: MemoryTransport) -> None:
+    # Retry delays of 15-30 s: only retry_now (new credentials, on SIGHUP) can end them.
+    agent = Agent(tmp_path / "data", package[1], transport,
+                  edgefleet_control_backoff_seconds=30, edgefleet_control_max_backoff_seconds=30)
+    try:
+        agent.client.start()
+        wait_for(lambda: transport.heartbeats and transport.calls["GetDeployments"], 5,
+                 "the first heartbeat and poll")
+        transport.down = True  # as a control plane refusing the old key would be
+        failed = dict(transport.calls)
+        wait_for(lambda: transport.calls["SendHeartbeat"] > failed["SendHeartbeat"]
+                 and transport.calls["GetDeployments"] > failed["GetDeployments"], 5,
+                 "a failed heartbeat and a failed poll")
+        time.sleep(0.3)  # both threads are in their retry delays now
+        beats, polls = len(transport.heartbeats), transport.calls["GetDeployments"]
+        transport.down = False
+        agent.client.retry_now()
+        wait_for(lambda: len(transport.heartbeats) > beats
+                 and transport.calls["GetDeployments"] > polls, 5,
+                 "a heartbeat and a poll right after retry_now")
+    finally:
+        agent.close()
+
+
+class SigningRecorder(BaseHTTPRequestHandler):
+    """A device API that answers GetDeployments and downloads, recording the access key id each
+    request was signed with; the first request waits for ``release``."""
+
+    keys: ClassVar[list[str]]
+    release: ClassVar[threading.Event]
+
+    def _key(self) -> None:
+        authorization = self.headers.get("Authorization", "")
+        self.keys.append(authorization.split("Credential=")[1].split("/")[0])
+        if len(self.keys) == 1:
+            self.release.wait(10)  # the first request stays in flight
+
+    def _answer(self, body: bytes, content_type: str) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self._key()
+        self._answer(b'{"Deployments": []}', "application/json")
+
+    def do_GET(self) -> None:
+        self._key()
+        self._answer(b"package bytes", "application/octet-stream")
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def test_new_credentials_sign_the_next_request_not_the_one_in_flight() -> None:
+    class Handler(SigningRecorder):
+        keys: ClassVar[list[str]] = []
+        release: ClassVar[threading.Event] = threading.Event()
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        transport = Boto3Transport(AgentConfig.from_mapping({
+            "sagemaker_edge_provider_provider": "Aws",
+            "sagemaker_edge_core_endpoint_override": url,
+            "edgefleet_control_access_key_id": "AKIDOLD",
+            "edgefleet_control_secret_access_key": SECRET,
+            "edgefleet_control_timeout_seconds": 10}))
+        answers: list[list[dict[str, Any]]] = []
+        in_flight = threading.Thread(
+            target=lambda: answers.append(transport.get_deployments("turbine-1", "wind")))
+        in_flight.start()
+        wait_for(lambda: Handler.keys, 5, "the first request to arrive")
+        transport.use_credentials("AKIDNEW", SecretStr("n3w-" + SECRET))
+        Handler.release.set()
+        in_flight.join(10)
+        assert answers == [[]]  # finished, signed with the key it started with
+        assert transport.get_deployments("turbine-1", "wind") == []
+        assert b"".join(transport.download(f"{url}/downloads/affine.tar.gz")) == b"package bytes"
+        assert Handler.keys == ["AKIDOLD", "AKIDNEW", "AKIDNEW"]
+    finally:
+        server.shutdown()
+        server.server_close()
