@@ -19,6 +19,7 @@ from alembic import command
 from alembic.config import Config
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 from support.s3server import ACCESS_KEY, SECRET_KEY, S3Server
 
@@ -31,7 +32,7 @@ from edgefleet.agent.types import (
     CaptureRequest,
 )
 from edgefleet.drift import MIN_ROWS, PSI_THRESHOLD, Baseline, build_baseline
-from edgefleet.fleet import captures
+from edgefleet.fleet import capture_index, captures
 from edgefleet.fleet.app import create_app
 from edgefleet.fleet.capture_index import CaptureIndex
 from edgefleet.fleet.capture_location import LocalCaptureLocation, open_capture_location
@@ -132,6 +133,30 @@ def test_index_reads_each_agent_file_once(sessions: Sessions, root: Path,
     # New files appear later (the agent kept capturing): the next scan finds only them.
     write_captures(root, tmp_path, "turbine-1", [request(JUNE_2015 + 86_400)])
     assert index.scan_all().records == 1
+
+
+def test_a_write_that_breaks_another_constraint_is_retried_not_taken_as_done(
+        sessions: Sessions, root: Path, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only a duplicate of the file's own key means "another server indexed it"; any other
+    integrity error (seen: a PostgreSQL id sequence behind bulk-loaded rows) leaves the file
+    unindexed, to be tried again."""
+    write_captures(root, tmp_path, "turbine-1", [request(JUNE_2015 + i) for i in range(3)])
+    real = capture_index.store_file
+    failures = iter([True])
+
+    def store_once_failing(*args: Any, **kwargs: Any) -> None:
+        if next(failures, False):
+            raise IntegrityError("INSERT INTO capture_entries", {}, Exception("pkey taken"))
+        real(*args, **kwargs)
+
+    monkeypatch.setattr(capture_index, "store_file", store_once_failing)
+    index = CaptureIndex(sessions, LocalCaptureLocation(root), FixedBaselines())
+    first = index.scan_once()
+    assert first.retry == 1
+    assert index.scan_all().records + first.records == 3
+    with sessions() as s:
+        assert s.scalar(select(func.count()).select_from(CaptureEntry)) == 3
 
 
 def test_malformed_files_are_counted_and_never_stop_later_files(

@@ -367,7 +367,9 @@ class CaptureIndex:
             with self.sessions.begin() as session:
                 store_file(session, key, size, parsed, self._clock())
         except IntegrityError:
-            return  # another server process indexed it first
+            if self._known([key]):
+                return  # another server process indexed it first
+            raise  # another constraint: not indexed; logged, and tried again next scan
         result.files += 1
         result.records += len(parsed.records)
         result.malformed += len(parsed.errors)
