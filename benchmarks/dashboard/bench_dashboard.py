@@ -10,7 +10,13 @@ Prints numbers; not a test. What it does:
    minute apart, with agent and model metrics as the agent sends them; a packaging job and a
    deployment plan whose 100% stage selected every device (90% DEPLOYED, 5% FAILED with a
    rollback message, 5% INPROGRESS);
-3. logs in through the login form and loads each page ``--loads`` times through the app
+3. captured data: ``--captures`` index rows per device (one batch file a day, an anomaly
+   event in one record of ten) inserted in bulk, and, for the device whose pages are timed,
+   ``--device-captures`` real records (hourly, [24, 24] float32 windows) written by the agent's
+   own capture pipeline into the server's capture folder and indexed by the server's capture
+   index (timed: records per second), its model packaged through the REST API with a drift
+   baseline so that its drift series is real;
+4. logs in through the login form and loads each page ``--loads`` times through the app
    (FastAPI's TestClient: routing, session check, queries, templates; no network), and prints
    p50 and p95 in milliseconds. Chart SVGs are timed cold (cache emptied before each load) and
    cached.
@@ -18,6 +24,9 @@ Prints numbers; not a test. What it does:
 Usage::
 
     .venv/bin/python benchmarks/dashboard/bench_dashboard.py --devices 10000 --samples 60
+    .venv/bin/python benchmarks/dashboard/bench_dashboard.py --captures 100 --device-captures 720
+
+Needs the ``demo`` extras (onnx builds the benchmark's model).
 """
 
 from __future__ import annotations
@@ -33,16 +42,31 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import onnx
 import psycopg
 from fastapi.testclient import TestClient
-from sqlalchemy import insert
+from onnx import TensorProto, helper
+from sqlalchemy import insert, text
 
+from edgefleet.agent.capture import CaptureService
+from edgefleet.agent.config import AgentConfig
+from edgefleet.agent.types import (
+    AuxiliaryEncoding,
+    CapturedAuxiliary,
+    CapturedTensor,
+    CaptureRequest,
+)
 from edgefleet.fleet.app import create_app
 from edgefleet.fleet.bootstrap import prepare
 from edgefleet.fleet.crypto import ServerKey
 from edgefleet.fleet.dashboard import routes
 from edgefleet.fleet.db.engine import make_engine
 from edgefleet.fleet.db.models import (
+    CaptureDevice,
+    CaptureEntry,
+    CaptureFile,
+    CaptureHour,
     DeploymentPlan,
     Device,
     DeviceModel,
@@ -57,6 +81,100 @@ from edgefleet.fleet.settings import ServerSettings
 
 PG_ADMIN = "host=127.0.0.1 user=postgres dbname=postgres"
 FLEET = "bench"
+#: The model of the timed device's real captures, packaged with a drift baseline.
+CAPTURED_MODEL, CAPTURED_VERSION = "windows", "1.0"
+#: 2015-06-01 00:00 UTC: replayed data keeps its own dates.
+JUNE_2015 = 1_433_116_800.0
+
+
+def _fill_captures(url: str, devices: int, per_device: int) -> None:
+    """Index rows as the capture index writes them: one batch file per device and day,
+    ``per_device`` records per device, one in ten with an anomaly event."""
+    engine = make_engine(url)
+    now = time.time()
+    with engine.begin() as conn:
+        files: list[dict[str, Any]] = []
+        entries: list[dict[str, Any]] = []
+        hours: dict[tuple[str, int], list[int]] = {}
+        totals: list[dict[str, Any]] = []
+        file_id = 0
+        for i in range(devices):
+            name = f"dev-{i:05d}"
+            for k in range(per_device):
+                at = JUNE_2015 + k * 3600.0
+                if k % 24 == 0:
+                    file_id += 1
+                    files.append({"id": file_id, "key": f"{FLEET}/anomaly/{name}/{k}.jsonl",
+                                  "size_bytes": 24 * 4000, "records": 24, "errors": 0,
+                                  "error": None, "indexed_at": now})
+                event = "anomaly" if k % 10 == 3 else None
+                entries.append({"file_id": file_id, "line": k % 24 + 1, "offset": 0,
+                                "length": 4000, "fleet": FLEET, "device": name,
+                                "model_name": "anomaly", "model_version": "1.0",
+                                "capture_id": f"{name}-{k}", "inference_time": at,
+                                "hour": int(at // 3600), "sampled": False, "event": event})
+                count = hours.setdefault((name, int(at // 3600)), [0, 0])
+                count[0] += 1
+                count[1] += event is not None
+            totals.append({"device": name, "fleet": FLEET, "records": per_device,
+                           "events": sum(1 for k in range(per_device) if k % 10 == 3),
+                           "first_time": JUNE_2015,
+                           "last_time": JUNE_2015 + (per_device - 1) * 3600.0,
+                           "updated_at": now})
+            if len(entries) >= 50_000:
+                conn.execute(insert(CaptureFile), files)
+                conn.execute(insert(CaptureEntry), entries)
+                files, entries = [], []
+        if entries:
+            conn.execute(insert(CaptureFile), files)
+            conn.execute(insert(CaptureEntry), entries)
+        conn.execute(insert(CaptureHour), [
+            {"device": device, "model_name": "anomaly", "model_version": "1.0", "hour": hour,
+             "fleet": FLEET, "records": n, "events": e, "drift_rows": 0, "drift_counts": None}
+            for (device, hour), (n, e) in hours.items()])
+        conn.execute(insert(CaptureDevice), totals)
+        if engine.dialect.name == "postgresql":  # ids were given: move the sequence past them
+            conn.execute(text("SELECT setval(pg_get_serial_sequence('capture_files', 'id'), "
+                              "(SELECT max(id) FROM capture_files))"))
+    engine.dispose()
+
+
+def _model(path: Path) -> Path:
+    """An ONNX model of the wind-farm model's shape: input ``windows`` float32 [N, 24], output
+    ``score`` float32 [N] (the row's mean)."""
+    graph = helper.make_graph(
+        [helper.make_node("ReduceMean", ["windows", "axes"], ["score"], keepdims=0)], "bench",
+        [helper.make_tensor_value_info("windows", TensorProto.FLOAT, ["N", 24])],
+        [helper.make_tensor_value_info("score", TensorProto.FLOAT, ["N"])],
+        [helper.make_tensor("axes", TensorProto.INT64, [1], [1])])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), path)
+    return path
+
+
+def _real_captures(capture_dir: Path, data_dir: Path, device: str, count: int) -> None:
+    """``count`` hourly records of ``device`` through the agent's capture pipeline (Disk),
+    the input drifting upwards over time, one in ten with an anomaly event."""
+    rng = np.random.default_rng(3)
+    service = CaptureService(AgentConfig.from_mapping({
+        "sagemaker_edge_core_device_name": device,
+        "sagemaker_edge_core_device_fleet_name": FLEET,
+        "sagemaker_edge_core_capture_data_disk_path": str(capture_dir),
+        "sagemaker_edge_local_data_root_path": str(data_dir),
+        "sagemaker_edge_core_capture_data_push_period_seconds": 0.05,
+        "sagemaker_edge_core_capture_data_batch_size": 24,
+        "sagemaker_edge_core_capture_data_buffer_size": 2000}))
+    service.start()
+    for k in range(count):
+        x = (rng.normal(size=(24, 24)) + k / count).astype(np.float32)
+        aux = () if k % 10 != 3 else (CapturedAuxiliary(
+            "event", AuxiliaryEncoding.JSON, b'{"event": "anomaly"}'),)
+        service.submit(CaptureRequest(
+            capture_id=f"{device}-{k}", model_alias=CAPTURED_MODEL,
+            model_version=CAPTURED_VERSION, inference_time_ns=int(JUNE_2015 + k * 3600) * 10**9,
+            input_tensors=(CapturedTensor("windows", 5, (24, 24), x.tobytes()),),
+            output_tensors=(CapturedTensor("score", 5, (24,), x.mean(axis=1).tobytes()),),
+            auxiliary_inputs=aux))
+    service.close()
 
 
 def _fill(url: str, devices: int, samples: int) -> None:
@@ -157,7 +275,11 @@ def run(db: str, args: argparse.Namespace) -> None:
         else:
             url = f"sqlite:///{Path(tmp) / 'edgefleet.db'}"
         try:
-            settings = ServerSettings(data_dir=Path(tmp) / "server", database_url=url)
+            capture_dir = Path(tmp) / "capture"
+            capture_dir.mkdir()
+            settings = ServerSettings(data_dir=Path(tmp) / "server", database_url=url,
+                                      capture_location=str(capture_dir),
+                                      capture_scan_seconds=3600)
             engine = make_engine(url)
             prepare(engine, ServerKey.load_or_create(settings.resolved_server_key_file()),
                     settings.resolved_admin_token_file())
@@ -166,11 +288,38 @@ def run(db: str, args: argparse.Namespace) -> None:
             _fill(url, args.devices, args.samples)
             print(f"{db}: filled {args.devices:,} devices, {args.samples} samples each, "
                   f"in {time.perf_counter() - start:.1f} s")
+            start = time.perf_counter()
+            _fill_captures(url, args.devices, args.captures)
+            print(f"{db}: {args.devices * args.captures:,} capture index rows in "
+                  f"{time.perf_counter() - start:.1f} s")
             token = settings.resolved_admin_token_file().read_text().strip()
+            device = f"dev-{args.devices // 2 + 1:05d}"
             with TestClient(create_app(settings)) as client:
+                index = client.app.state.context.captures  # type: ignore[attr-defined]
+                index.stop()  # indexed below, all at once, to time it
+                headers = {"Authorization": f"Bearer {token}"}
+                baseline = Path(tmp) / "training.npy"
+                np.save(baseline, np.random.default_rng(1).normal(size=(5000, 24)).astype(
+                    np.float32))
+                model = _model(Path(tmp) / "windows.onnx")
+                with model.open("rb") as m, baseline.open("rb") as b:
+                    job = client.post("/api/v1/packaging-jobs", headers=headers, data={
+                        "name": "windows-v1", "model_name": CAPTURED_MODEL,
+                        "model_version": CAPTURED_VERSION}, files={
+                        "model": ("windows.onnx", m), "baseline": ("training.npy", b)})
+                assert job.json()["status"] == "COMPLETED", job.text
+                _real_captures(capture_dir, Path(tmp) / "agent-data", device,
+                               args.device_captures)
+                start = time.perf_counter()
+                scanned = index.scan_all()
+                took = time.perf_counter() - start
+                print(f"{db}: indexed {scanned.records:,} real records ({scanned.files} batch "
+                      f"files, drift counts included) in {took:.2f} s: "
+                      f"{scanned.records / took:,.0f} records/s")
+                newest = client.get(f"/api/v1/devices/{device}/captures?limit=1",
+                                     headers=headers).json()["page"]["captures"][0]["id"]
                 client.post("/ui/login", data={"token": token})
                 assert re.search("Log out", client.get("/").text)
-                device = f"dev-{args.devices // 2 + 1:05d}"
                 pages: list[tuple[str, str, Callable[[], None] | None]] = [
                     ("overview, page 1 (200 tiles)", "/", None),
                     ("overview, last page", f"/?page={args.devices // 200}", None),
@@ -182,6 +331,15 @@ def run(db: str, args: argparse.Namespace) -> None:
                     ("device model chart, 6 h, cold",
                      f"/ui/devices/{device}/models/anomaly.svg", routes._charts.clear),
                     ("device agent chart, cached", f"/ui/devices/{device}/agent.svg", None),
+                    ("device page, anomalies only", f"/ui/devices/{device}?event=anomaly",
+                     None),
+                    ("captured records chart, cold", f"/ui/devices/{device}/captures.svg",
+                     lambda: (routes._charts.clear(), routes._drift.clear())),
+                    ("drift chart, cold", f"/ui/devices/{device}/drift.svg",
+                     lambda: (routes._charts.clear(), routes._drift.clear())),
+                    ("capture record page ([24, 24] window)", f"/ui/captures/{newest}", None),
+                    ("capture download, .npz", f"/ui/captures/{newest}/download?format=npz",
+                     None),
                     ("deployments page", "/ui/deployments", None),
                     ("stage page (10,000 devices, 500 shown)", "/ui/deployments/upgrade/all",
                      None),
@@ -203,6 +361,10 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=60,
                         help="heartbeat-history samples per online device, a minute apart")
     parser.add_argument("--loads", type=int, default=20)
+    parser.add_argument("--captures", type=int, default=100,
+                        help="capture index rows per device (inserted in bulk)")
+    parser.add_argument("--device-captures", type=int, default=720,
+                        help="real captured records of the timed device (hourly)")
     args = parser.parse_args()
     for db in args.db or ["sqlite"]:
         run(db, args)
