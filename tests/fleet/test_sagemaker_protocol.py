@@ -3,6 +3,7 @@ as SageMaker checks them, responses written so that botocore's parser reads them
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import json
 
@@ -151,3 +152,91 @@ def test_errors_are_read_by_botocore_as_their_code_and_message() -> None:
     parsed_error = JSONParser().parse(response, op("DescribeDeviceFleet").output_shape)["Error"]
     assert parsed_error["Code"] == "ResourceNotFound"
     assert parsed_error["Message"] == "no fleet 'x'"
+
+
+# -- found by the fuzzer (tests/fleet/test_sagemaker_fuzz.py); each was a 5xx or a wrong answer --
+
+@pytest.mark.parametrize("body", [b'{"DeviceFleetName": ' + b"[" * 100_000 + b"]" * 100_000
+                                  + b"}", b'{"a": ' * 5_000 + b"1" + b"}" * 5_000])
+def test_bodies_nested_too_deeply_to_parse_are_serialization_errors(body: bytes) -> None:
+    # json.loads raised RecursionError, which nothing caught: a plain-text 500.
+    with pytest.raises(ProtocolError) as caught:
+        protocol.parse_body(body)
+    assert caught.value.code == "SerializationException"
+    assert "nested too deeply" in caught.value.message
+
+
+@pytest.mark.parametrize("when", [1e19, -1e19, 2**64, 1e308, 253402300800, "10000-01-01",
+                                  "0001-01-01T00:00:00+14:00"])
+def test_times_past_the_year_9999_are_validation_errors(when: object) -> None:
+    # botocore's validator let the RuntimeError of datetime's overflow through: a 500.
+    with pytest.raises(ProtocolError) as caught:
+        protocol.validate({"LastModifiedTimeBefore": when}, op("ListDeviceFleets"))
+    assert caught.value.code == "ValidationException"
+    assert "LastModifiedTimeBefore" in caught.value.message
+
+
+@pytest.mark.parametrize(("params", "named"), [
+    ({"DeviceFleetName": "wind", "OutputConfig": {"S3OutputLocation": "s3://b/\x00"}},
+     "S3OutputLocation"),
+    ({"DeviceFleetName": "wind", "OutputConfig": {"S3OutputLocation": "s3://b/\ud800"}},
+     "S3OutputLocation"),
+    ({"DeviceFleetName": "wind", "OutputConfig": {"S3OutputLocation": "s3://b/p"},
+      "Tags": [{"Key": "k", "Value": "\udfff"}]}, "Value"),
+    ({"DeviceFleetName": "wind", "OutputConfig": {"S3OutputLocation": "s3://b/p",
+                                                  "PresetDeploymentConfig": "{\x00}"}},
+     "PresetDeploymentConfig"),
+])
+def test_text_no_database_can_store_is_a_validation_error(params: dict[str, object],
+                                                          named: str) -> None:
+    # PostgreSQL refused the NUL (503 ServiceUnavailable, as if the database were down) and
+    # neither database could encode the lone surrogate (500 InternalFailure).
+    with pytest.raises(ProtocolError) as caught:
+        protocol.validate(params, op("CreateDeviceFleet"))
+    assert caught.value.code == "ValidationException"
+    assert named in caught.value.message
+
+
+@pytest.mark.parametrize("position", ["\x00", "dev\x00", "\ud800", -1])
+def test_forged_tokens_are_refused_before_they_reach_the_database(position: object) -> None:
+    token = base64.urlsafe_b64encode(json.dumps({"op": "ListDevices",
+                                                 "at": position}).encode()).decode()
+    with pytest.raises(ProtocolError) as caught:
+        if isinstance(position, int):
+            protocol.page([1, 2], "ListDevices", token, 10)
+        else:
+            protocol.decode_token("ListDevices", token)
+    assert caught.value.code == "ValidationException"
+
+
+def test_a_token_nested_too_deeply_is_refused() -> None:
+    # its JSON raised RecursionError inside the handler: a 500 InternalFailure
+    token = base64.urlsafe_b64encode(b"[" * 6_000).decode()
+    assert len(token) <= 8192  # the model's NextToken maximum: it passes validation
+    with pytest.raises(ProtocolError) as caught:
+        protocol.decode_token("ListDevices", token)
+    assert caught.value.code == "ValidationException"
+
+
+@pytest.mark.parametrize("size", [0, -5, -(2**70)])
+def test_page_sizes_below_one_are_validation_errors(size: int) -> None:
+    # ListMaxResults has no minimum in the model: -5 gave a page of items[0:-5] and a NextToken
+    # that the next call refused.
+    with pytest.raises(ProtocolError) as caught:
+        protocol.validate({"MaxResults": size}, op("ListDeviceFleets"))
+    assert caught.value.code == "ValidationException"
+    assert "MaxResults" in caught.value.message
+
+
+@pytest.mark.parametrize("params", [
+    {"DeviceFleetName": ["x" * 100_000]},  # a wrong type: botocore's report repeats the value
+    {"DeviceFleetName": "wind", "SortBy": "x" * 100_000},  # not one of the enum
+    {"DeviceFleetName": [[[[[["x" * 50_000] * 4]]]]]},
+])
+def test_error_messages_repeat_at_most_a_few_hundred_characters_of_a_value(
+        params: dict[str, object]) -> None:
+    name = "ListDeviceFleets" if "SortBy" in params else "DescribeDeviceFleet"
+    with pytest.raises(ProtocolError) as caught:
+        protocol.validate(params, op(name))
+    assert caught.value.code == "ValidationException"
+    assert len(caught.value.message) < 1_000, len(caught.value.message)

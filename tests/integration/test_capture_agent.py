@@ -3,14 +3,10 @@ disk under the spool."""
 
 from __future__ import annotations
 
-import contextlib
-import os
 import signal
 import socket
-import subprocess
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -19,6 +15,7 @@ import pytest
 from support.agent_process import AgentProcess, start_agent
 from support.captures import capture_config, capture_request, tensor
 from support.credentials import CredentialsEndpoint
+from support.disks import small_filesystem
 from support.models import affine_reference
 from support.packages import Packages, base_config
 from support.polling import wait_for
@@ -129,20 +126,6 @@ def test_full_spool_refuses_captures_and_predict_keeps_serving(
         assert "wait in the spool" in agent.log()
     finally:
         assert agent.stop() == 0, agent.log()
-
-
-@contextlib.contextmanager
-def small_filesystem(path: Path, size: str) -> Iterator[Path]:
-    """A tmpfs of ``size`` (e.g. ``"4m"``) mounted at ``path`` for the block: a disk that fills."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a small tmpfs needs root (CI runs as root)")
-    path.mkdir(parents=True)
-    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(path)],
-                   check=True, capture_output=True)
-    try:
-        yield path
-    finally:
-        subprocess.run(["umount", "-l", str(path)], check=True, capture_output=True)
 
 
 def test_full_disk_under_the_spool_refuses_then_delivers_everything(

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import gc
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -14,6 +15,7 @@ import grpc
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
@@ -25,7 +27,7 @@ from edgefleet.fleet.capture_location import open_capture_location
 from edgefleet.fleet.context import Context
 from edgefleet.fleet.crypto import ServerKey
 from edgefleet.fleet.dashboard import router as dashboard_router
-from edgefleet.fleet.db.engine import make_engine, make_sessionmaker
+from edgefleet.fleet.db.engine import failure_message, make_engine, make_sessionmaker
 from edgefleet.fleet.drift_series import PackageBaselines
 from edgefleet.fleet.edge import CredentialCache
 from edgefleet.fleet.heartbeats import HeartbeatWriter
@@ -35,6 +37,8 @@ from edgefleet.fleet.notify import make_notifier
 from edgefleet.fleet.sagemaker_api import routes as sagemaker_api
 from edgefleet.fleet.settings import ServerSettings
 from edgefleet.fleet.storage import open_object_store
+
+log = logging.getLogger(__name__)
 
 #: HTTP status per error code (the codes edgefleet.errors attaches to each error class).
 HTTP_STATUS = {
@@ -56,6 +60,17 @@ def _invalid_request(_request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"error": "InvalidArgument",
                          "message": f"invalid request: {schemas.describe_errors(exc.errors())}"},
                         status_code=422)
+
+
+def _database_error(request: Request, exc: Exception) -> JSONResponse:
+    # A statement the database refused (a full disk, a lost connection) ends the request's
+    # transaction, rolled back: 503 with the reason, in the shape of every other error.
+    assert isinstance(exc, SQLAlchemyError)
+    message = failure_message(exc)
+    if request.method not in ("GET", "HEAD"):
+        message = f"nothing was stored: {message}"
+    log.error("%s %s: %s", request.method, request.url.path, message)
+    return JSONResponse({"error": "Unavailable", "message": message}, status_code=503)
 
 
 def _management_error(_request: Request, exc: Exception) -> JSONResponse:
@@ -127,6 +142,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
                     "(SigV4-signed by each device's own credentials).")
     app.state.context = context
     app.add_exception_handler(EdgefleetError, _management_error)
+    app.add_exception_handler(SQLAlchemyError, _database_error)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes,

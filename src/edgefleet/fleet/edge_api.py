@@ -34,6 +34,7 @@ from edgefleet.errors import (
     Unavailable,
 )
 from edgefleet.fleet import edge, rollout, schemas
+from edgefleet.fleet.db.engine import failure_message
 from edgefleet.fleet.sigv4 import (
     AccessDenied,
     SignedRequest,
@@ -130,13 +131,16 @@ async def _authorized(request: Request, model: type[_Body]
 
 def _aws_errors(handler: Callable[[Request], Awaitable[Response]]
                 ) -> Callable[[Request], Awaitable[Response]]:
-    """Answer the handler's EdgefleetErrors the way botocore parses rest-json errors."""
+    """Answer the handler's EdgefleetErrors, and statements the database refused (a full
+    disk), the way botocore parses rest-json errors."""
     @functools.wraps(handler)
     async def answer(request: Request) -> Response:
         try:
             return await handler(request)
         except EdgefleetError as exc:
             return _aws_error(exc)
+        except SQLAlchemyError as exc:
+            return _aws_error(Unavailable(f"nothing was stored: {failure_message(exc)}"))
     return answer
 
 
@@ -156,9 +160,8 @@ async def send_heartbeat(request: Request) -> Response:
             request.app.state.context.heartbeats.submit,
             edge.ReceivedHeartbeat(identity.device_id, beat, time.time()))
         await asyncio.wrap_future(committed)
-    except SQLAlchemyError:
-        raise Unavailable("the heartbeat was not stored (database error, see the server "
-                          "log); send it again") from None
+    except SQLAlchemyError as exc:
+        raise Unavailable(f"the heartbeat was not stored: {failure_message(exc)}") from None
     return _json({})
 
 

@@ -272,9 +272,10 @@ def deregister_devices(session: Session, fleet_name: str, names: list[str]) -> l
         NotFound: the fleet does not exist, or a device is not registered in it.
     """
     fleet = get_fleet(session, fleet_name)
-    found = dict(session.execute(select(Device.name, Device.access_key_id).where(
-        Device.name.in_(names), Device.fleet_id == fleet.id)).tuples().all())
-    missing = [n for n in names if n not in found]
+    found = {name: access_key_id for name, access_key_id in session.execute(
+        select(Device.name, Device.access_key_id).where(Device.name.in_(names),
+                                                        Device.fleet_id == fleet.id))}
+    missing = [n for n in dict.fromkeys(names) if n not in found]
     if missing:
         raise NotFound(f"devices not registered in fleet {fleet_name!r}: "
                        f"{', '.join(missing[:10])}")

@@ -13,7 +13,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
 from urllib.parse import parse_qs, urlsplit
 
-from edgefleet.errors import ConfigError, InvalidArgument, NotFound
+from edgefleet.errors import ConfigError, InvalidArgument, NotFound, Unavailable
 
 _CHUNK = 1 << 20
 
@@ -53,12 +53,22 @@ class LocalObjectStore:
         return self.root / _check_key(key)
 
     def put_file(self, key: str, path: Path) -> None:
-        """See :meth:`ObjectStore.put_file`; writes a temporary file and renames it."""
+        """See :meth:`ObjectStore.put_file`; writes a temporary file and renames it.
+
+        Raises:
+            Unavailable: the file cannot be written (a full disk); nothing is left behind.
+        """
         target = self._path(key)
-        target.parent.mkdir(parents=True, exist_ok=True)
         partial = target.with_name(target.name + ".partial")
-        shutil.copyfile(path, partial)
-        partial.replace(target)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, partial)
+            partial.replace(target)
+        except OSError as exc:
+            partial.unlink(missing_ok=True)
+            raise Unavailable(f"cannot write {key!r} to the local object store {self.root}: "
+                              f"{exc.strerror or exc}; free space on the server, then "
+                              "retry") from None
 
     def open_chunks(self, key: str) -> Iterator[bytes]:
         """See :meth:`ObjectStore.open_chunks`."""

@@ -8,6 +8,7 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, SessionTransaction, SessionTransactionOrigin, sessionmaker
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
@@ -53,6 +54,22 @@ def _sqlite_begin(_session: Session, transaction: SessionTransaction,
     # so that in WAL mode they never wait for writers.
     write = transaction.origin is SessionTransactionOrigin.BEGIN
     connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+#: How the databases say that their disk is full (SQLite; PostgreSQL's "could not extend file"
+#: and "could not write" come with the system's "No space left on device").
+_DISK_FULL = ("database or disk is full", "No space left on device")
+
+
+def failure_message(exc: SQLAlchemyError) -> str:
+    """What to tell a client whose request the database refused (a full disk, a lost
+    connection): the driver's reason, one line of at most 200 characters (statement parameters
+    never appear in it, see :func:`make_engine`), and what to do."""
+    reason = (str(getattr(exc, "orig", None) or exc).strip().splitlines() or ["?"])[0][:200]
+    if any(sign in reason for sign in _DISK_FULL):
+        return (f"the database is full: the disk under it has no space left ({reason}); free "
+                "space on the server, then retry")
+    return f"the database failed ({reason}); retry, and see the server log"
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:

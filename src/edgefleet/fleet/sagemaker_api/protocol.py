@@ -24,6 +24,8 @@ from botocore.model import OperationModel, ServiceModel, Shape, StructureShape
 from botocore.utils import parse_to_aware_datetime
 from botocore.validate import ParamValidator
 
+from edgefleet import jsondoc
+
 #: The service whose protocol this is, and its ``X-Amz-Target`` prefix (``targetPrefix`` in
 #: the model's metadata).
 SERVICE_NAME = "sagemaker"
@@ -87,13 +89,14 @@ def parse_body(body: bytes) -> dict[str, Any]:
     """The request's JSON object (an empty body is ``{}``).
 
     Raises:
-        ProtocolError: ``SerializationException`` when the body is not a JSON object.
+        ProtocolError: ``SerializationException`` when the body is not a JSON object (not
+            UTF-8, not JSON, nested too deeply to parse, or another JSON value).
     """
     if not body.strip():
         return {}
     try:
-        value = json.loads(body)
-    except (UnicodeDecodeError, ValueError) as exc:
+        value = jsondoc.loads(body)
+    except ValueError as exc:
         raise ProtocolError("SerializationException",
                             f"the request body is not JSON ({exc}); send a JSON object") from None
     if not isinstance(value, dict):
@@ -114,9 +117,25 @@ def _pattern(source: str) -> re.Pattern[str] | None:
         return None
 
 
+#: Characters no string member may hold: NUL (PostgreSQL's text cannot store it, so SQLite and
+#: PostgreSQL would disagree) and UTF-16 surrogates, which JSON's ``\ud800`` escapes can
+#: carry but no UTF-8 text can.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def text_problem(value: str) -> str | None:
+    """Why ``value`` cannot be stored as text (a NUL, or a lone UTF-16 surrogate), or None."""
+    found = _UNSTORABLE.search(value)
+    if found is None:
+        return None
+    what = "a NUL character" if found.group() == "\x00" else "an unpaired UTF-16 surrogate"
+    return f"holds {what} at position {found.start()}"
+
+
 def _limits(value: Any, shape: Shape, name: str, errors: list[str]) -> None:
     """The checks botocore's client leaves to the service: ``max``, ``pattern``, ``enum``
-    (it checks only types, required members and ``min``)."""
+    (it checks only types, required members and ``min``); text that cannot be stored; page
+    sizes (``MaxResults``) of at least 1, which the model leaves without a minimum."""
     meta = shape.metadata
     if shape.type_name == "structure" and isinstance(value, dict):
         assert isinstance(shape, StructureShape)
@@ -131,18 +150,22 @@ def _limits(value: Any, shape: Shape, name: str, errors: list[str]) -> None:
             _limits(item, shape.member, f"{name}[{index}]", errors)  # type: ignore[attr-defined]
         return
     if shape.type_name == "string" and isinstance(value, str):
-        if "max" in meta and len(value) > meta["max"]:
+        if (problem := text_problem(value)) is not None:
+            errors.append(f"{name} {problem}; send UTF-8 text without it")
+        elif "max" in meta and len(value) > meta["max"]:
             errors.append(f"{name} is {len(value)} characters long; at most {meta['max']} "
                           "are allowed")
         elif "enum" in meta and value not in meta["enum"]:
-            errors.append(f"{name} is {value!r}; use one of {', '.join(meta['enum'])}")
+            errors.append(f"{name} is {_shown(value)}; use one of {', '.join(meta['enum'])}")
         elif "pattern" in meta and (pattern := _pattern(meta["pattern"])) is not None \
                 and pattern.fullmatch(value) is None:
             errors.append(f"{name} {value[:80]!r} does not match the pattern {meta['pattern']}")
         return
-    if shape.type_name in ("integer", "long") and isinstance(value, int) \
-            and "max" in meta and value > meta["max"]:
-        errors.append(f"{name} is {value}; at most {meta['max']} is allowed")
+    if shape.type_name in ("integer", "long") and isinstance(value, int):
+        if "max" in meta and value > meta["max"]:
+            errors.append(f"{name} is {_shown(value)}; at most {meta['max']} is allowed")
+        elif shape.name.endswith("MaxResults") and value < meta.get("min", 1):
+            errors.append(f"{name} is {_shown(value)}; a page holds at least 1 item")
 
 
 def _known(value: Any, shape: Shape) -> Any:
@@ -155,6 +178,51 @@ def _known(value: Any, shape: Shape) -> Any:
     if shape.type_name == "list" and isinstance(value, list):
         return [_known(item, shape.member) for item in value]  # type: ignore[attr-defined]
     return value
+
+
+#: Characters of a client's value an error message repeats at most, so that a 4 MiB member does
+#: not come back in the answer (and the log).
+SHOWN_CHARACTERS = 200
+
+
+def _shown(value: Any) -> str:
+    """A short description of a request value for an error message."""
+    if isinstance(value, str):
+        return repr(value[:SHOWN_CHARACTERS]) + ("..." if len(value) > SHOWN_CHARACTERS else "")
+    if isinstance(value, list | dict):
+        return f"a JSON {'array' if isinstance(value, list) else 'object'}"
+    return repr(value)[:SHOWN_CHARACTERS]
+
+
+def _report(report: Any) -> str:
+    """botocore's validation report, each line cut to about 2 x :data:`SHOWN_CHARACTERS`
+    (a line repeats the whole value: ``Invalid type for parameter X, value: ...``)."""
+    try:
+        text: str = report.generate_report()
+    except RecursionError:  # the value of a member is nested too deeply to print
+        return "a member holds arrays or objects nested too deeply; check the members' types"
+    keep = SHOWN_CHARACTERS
+    return "\n".join(line if len(line) <= 2 * keep else f"{line[:keep]} ... {line[-keep // 2:]}"
+                     for line in text.splitlines()[:20])
+
+
+def _timestamps(value: Any, shape: Shape, name: str, errors: list[str]) -> None:
+    """Timestamp members that are no time :func:`epoch` can read. botocore's validator parses
+    them too, but lets the ``RuntimeError`` of a number past the year 9999 (``1e19``) through."""
+    if shape.type_name == "structure" and isinstance(value, dict):
+        assert isinstance(shape, StructureShape)
+        for member, member_shape in shape.members.items():
+            if member in value:
+                _timestamps(value[member], member_shape, f"{name}.{member}", errors)
+    elif shape.type_name == "list" and isinstance(value, list):
+        for index, item in enumerate(value):
+            _timestamps(item, shape.member, f"{name}[{index}]", errors)  # type: ignore[attr-defined]
+    elif shape.type_name == "timestamp":
+        try:
+            epoch(value)
+        except (ValueError, TypeError, AttributeError, OverflowError, RuntimeError):
+            errors.append(f"{name} is {_shown(value)}, not a time: give epoch seconds or an "
+                          "ISO 8601 string between the years 1 and 9999")
 
 
 def validate(params: dict[str, Any], op: OperationModel) -> dict[str, Any]:
@@ -172,10 +240,13 @@ def validate(params: dict[str, Any], op: OperationModel) -> dict[str, Any]:
     if shape is None:
         return {}
     params = _known(params, shape)
+    errors: list[str] = []
+    _timestamps(params, shape, "input", errors)
+    if errors:
+        raise ProtocolError("ValidationException", "; ".join(errors[:20]))
     report = ParamValidator().validate(params, shape)
     if report.has_errors():
-        raise ProtocolError("ValidationException", report.generate_report())
-    errors: list[str] = []
+        raise ProtocolError("ValidationException", _report(report))
     _limits(params, shape, "input", errors)
     if errors:
         raise ProtocolError("ValidationException", "; ".join(errors[:20]))
@@ -271,8 +342,9 @@ def decode_token(operation_name: str, token: str | None) -> str | int | None:
     if token is None or token == "":
         return None
     try:
-        value = json.loads(base64.urlsafe_b64decode(token.encode()))
-        if value["op"] != operation_name or not isinstance(value["at"], str | int):
+        value = jsondoc.loads(base64.urlsafe_b64decode(token.encode()))
+        if value["op"] != operation_name or not isinstance(value["at"], str | int) \
+                or (isinstance(value["at"], str) and text_problem(value["at"]) is not None):
             raise ValueError
         position: str | int = value["at"]
     except (ValueError, KeyError, TypeError, UnicodeDecodeError):

@@ -31,6 +31,7 @@ from edgefleet.errors import (
     Unavailable,
 )
 from edgefleet.fleet import operator_keys, schemas
+from edgefleet.fleet.db.engine import failure_message
 from edgefleet.fleet.sagemaker_api import protocol
 from edgefleet.fleet.sagemaker_api.operations import HANDLERS, READ_ONLY, SERVED, Call
 from edgefleet.fleet.sagemaker_api.protocol import CONTENT_TYPE, SERVICE_NAME, ProtocolError
@@ -161,10 +162,9 @@ async def sagemaker(request: Request) -> Response:
                                 schemas.describe_errors(exc.errors())) from None
         except EdgefleetError as exc:
             raise _protocol_error(exc) from None
-        except SQLAlchemyError:
-            log.exception("sagemaker %s: database error", op.name)
-            raise ProtocolError("ServiceUnavailable", "the database failed (see the server "
-                                "log); retry", 503) from None
+        except SQLAlchemyError as exc:  # logged by _error, with the reason (not a bug)
+            raise ProtocolError("ServiceUnavailable", f"nothing was stored: "
+                                f"{failure_message(exc)}", 503) from None
         except Exception:  # a bug: answered in the protocol's shape, logged whole
             log.exception("sagemaker %s failed", op.name)
             raise ProtocolError("InternalFailure", f"{op.name} failed inside the server (see "
