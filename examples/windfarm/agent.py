@@ -33,6 +33,24 @@ def agent_command() -> list[str]:
     return [found] if found else [sys.executable, "-m", "edgefleet.agent"]
 
 
+def terminate(process: subprocess.Popen[bytes], timeout: float) -> int:
+    """Stop a child the way an init system does: SIGTERM, wait up to ``timeout`` seconds, then
+    SIGKILL; return its exit code. A second Ctrl-C or SIGTERM while waiting still never leaves
+    the child behind (it is killed, and the interruption goes on)."""
+    if process.poll() is not None:
+        return process.returncode
+    process.send_signal(signal.SIGTERM)
+    try:
+        return process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        return process.wait()
+    except BaseException:
+        process.kill()
+        process.wait()
+        raise
+
+
 class AgentProcess:
     """``edgefleet-agent -a SOCKET -c CONFIG`` as a child process; a context manager.
 
@@ -105,21 +123,8 @@ class AgentProcess:
 
     def stop(self) -> int | None:
         """SIGTERM the agent, wait up to ``stop_timeout`` (then SIGKILL); return its exit code."""
-        code = None
-        if self._process is not None and self._process.poll() is None:
-            self._process.send_signal(signal.SIGTERM)
-            try:
-                code = self._process.wait(self.stop_timeout)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                code = self._process.wait()
-            except BaseException:
-                # A second Ctrl-C or SIGTERM while waiting: still never leave the agent behind.
-                self._process.kill()
-                self._process.wait()
-                raise
-        elif self._process is not None:
-            code = self._process.returncode
+        process, self._process = self._process, None
+        code = None if process is None else terminate(process, self.stop_timeout)
         shutil.rmtree(self._socket_dir, ignore_errors=True)
         return code
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -25,6 +24,7 @@ import numpy as np
 from edgefleet.drift import build_baseline
 from edgefleet.fleet.client import AdminClient, ApiError
 from windfarm import data
+from windfarm.agent import terminate
 from windfarm.model import INPUT_NAME
 
 FLEET = "windfarm"
@@ -138,19 +138,7 @@ class ControlPlane:
             self._admin.close()
             self._admin = None
         process, self._process = self._process, None
-        if process is None:
-            return None
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                return process.wait(30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-            except BaseException:
-                process.kill()
-                process.wait()
-                raise
-        return process.wait()
+        return None if process is None else terminate(process, 30)
 
     def __enter__(self) -> ControlPlane:
         try:
