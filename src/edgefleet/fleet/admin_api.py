@@ -2,7 +2,7 @@
 
 Every route but ``/api/v1/root-certificate`` and ``/healthz`` needs the admin token as
 ``Authorization: Bearer <token>``. Errors are ``{"error": <class>, "message": <what to do>}``
-with the HTTP status of the error's kind (see ``edgefleet.fleet.app.HTTP_STATUS``).
+with the HTTP status of the error's kind (see ``edgefleet.fleet.schemas.HTTP_STATUS``).
 """
 
 from __future__ import annotations
@@ -91,7 +91,7 @@ def _write(request: Request) -> Iterator[Session]:
 # scope="function": the transaction commits before the response is sent, so "201" means stored.
 ReadSession = Annotated[Session, Depends(_read, scope="function")]
 WriteSession = Annotated[Session, Depends(_write, scope="function")]
-#: The errors every management route may answer (app.py's HTTP_STATUS maps error classes to
+#: The errors every management route may answer (schemas.HTTP_STATUS maps error classes to
 #: these codes), documented so that clients and schema-driven tests know them.
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     code: {"model": schemas.ErrorOut, "description": description} for code, description in {
@@ -420,13 +420,9 @@ def download_capture(capture: int, request: Request, session: ReadSession,
     location = _capture_location(request)
     out, line = captures.read_line(location, session, capture)
     assert location is not None
-    stem = f"capture-{out.id}"
-    if format == "npz":
-        return Response(captures.tensors_npz(captures.decode_line(location, out.file, line)),
-                        media_type="application/octet-stream", headers={
-                            "Content-Disposition": f'attachment; filename="{stem}.npz"'})
-    return Response(line + b"\n", media_type="application/x-ndjson", headers={
-        "Content-Disposition": f'attachment; filename="{stem}.jsonl"'})
+    content, media, filename = captures.download(location, out, line, format)
+    return Response(content, media_type=media,
+                    headers={"Content-Disposition": f'attachment; filename="{filename}"'})
 
 
 @router.get("/devices/{name}/drift", tags=["captures"])

@@ -11,7 +11,6 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import grpc
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -40,18 +39,6 @@ from edgefleet.fleet.storage import open_object_store
 
 log = logging.getLogger(__name__)
 
-#: HTTP status per error code (the codes edgefleet.errors attaches to each error class).
-HTTP_STATUS = {
-    grpc.StatusCode.INVALID_ARGUMENT: 400,
-    grpc.StatusCode.OUT_OF_RANGE: 400,
-    grpc.StatusCode.UNAUTHENTICATED: 401,
-    grpc.StatusCode.PERMISSION_DENIED: 403,
-    grpc.StatusCode.NOT_FOUND: 404,
-    grpc.StatusCode.ALREADY_EXISTS: 409,
-    grpc.StatusCode.FAILED_PRECONDITION: 409,
-    grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
-    grpc.StatusCode.UNAVAILABLE: 503,
-}
 
 
 def _invalid_request(_request: Request, exc: Exception) -> JSONResponse:
@@ -76,7 +63,7 @@ def _database_error(request: Request, exc: Exception) -> JSONResponse:
 def _management_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, EdgefleetError)
     return JSONResponse({"error": type(exc).__name__, "message": exc.message},
-                        status_code=HTTP_STATUS.get(exc.code, 500))
+                        status_code=schemas.HTTP_STATUS.get(exc.code, 500))
 
 
 #: Error class names for the HTTP errors Starlette and FastAPI raise themselves (a body that is

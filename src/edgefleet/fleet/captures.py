@@ -365,6 +365,23 @@ def tensors_npz(record: CaptureRecord) -> bytes:
     return out.getvalue()
 
 
+def download(location: CaptureLocation, out: CaptureOut, line: bytes,
+             format: str) -> tuple[bytes, str, str]:
+    """A record as a file to download: ``(content, media type, file name)``. ``jsonl`` is its
+    JSON line as stored (newline-terminated), ``npz`` its tensors (:func:`tensors_npz`).
+
+    Raises:
+        InvalidArgument: ``format`` is neither ``jsonl`` nor ``npz``.
+        NotFound, Unavailable: as :func:`decode_line` (``npz`` only).
+    """
+    if format == "jsonl":
+        return line + b"\n", "application/x-ndjson", f"capture-{out.id}.jsonl"
+    if format == "npz":
+        return (tensors_npz(decode_line(location, out.file, line)), "application/octet-stream",
+                f"capture-{out.id}.npz")
+    raise InvalidArgument(f"format must be jsonl or npz, not {format[:20]!r}")
+
+
 def drift_out(session: Session, baselines: Baselines, device: str,
               days: int) -> DeviceDrift:
     """The REST view of :func:`edgefleet.fleet.drift_series.device_drift`.

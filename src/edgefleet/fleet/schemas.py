@@ -11,9 +11,24 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
+import grpc
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
 
 from edgefleet.names import ALIAS_PATTERN
+
+#: HTTP status per error code (the codes edgefleet.errors attaches to each error class), for
+#: the REST API and the dashboard alike.
+HTTP_STATUS = {
+    grpc.StatusCode.INVALID_ARGUMENT: 400,
+    grpc.StatusCode.OUT_OF_RANGE: 400,
+    grpc.StatusCode.UNAUTHENTICATED: 401,
+    grpc.StatusCode.PERMISSION_DENIED: 403,
+    grpc.StatusCode.NOT_FOUND: 404,
+    grpc.StatusCode.ALREADY_EXISTS: 409,
+    grpc.StatusCode.FAILED_PRECONDITION: 409,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
+    grpc.StatusCode.UNAVAILABLE: 503,
+}
 
 #: DeviceName / DeviceFleetName in the service model.
 NAME_PATTERN = r"^[a-zA-Z0-9](-*_*[a-zA-Z0-9])*$"

@@ -26,7 +26,6 @@ import urllib.parse
 from pathlib import Path
 from typing import Any
 
-import grpc
 import jinja2
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -75,9 +74,6 @@ MAX_FORM_BYTES = 64 << 10
 MAX_STAGE_ROWS = 500
 #: Rows of the device page's table of captures (older ones: the "older" link).
 CAPTURE_ROWS = 25
-#: HTTP status of the errors a capture page meets, as the REST API answers them.
-_CAPTURE_STATUS = {grpc.StatusCode.NOT_FOUND: 404, grpc.StatusCode.FAILED_PRECONDITION: 409,
-                   grpc.StatusCode.INVALID_ARGUMENT: 400, grpc.StatusCode.UNAVAILABLE: 503}
 _charts = charts.ChartCache[bytes]()
 _drift = charts.ChartCache[list[drift_series.DriftSeries]]()
 
@@ -457,7 +453,7 @@ def _capture_error(request: Request, login: session.Login, capture: int,
             known: captures.CaptureOut | None = captures.get_capture(db, capture)[0]
         except NotFound:
             known = None
-    return _render(request, "capture.html", login, _CAPTURE_STATUS.get(error.code, 500),
+    return _render(request, "capture.html", login, schemas.HTTP_STATUS.get(error.code, 500),
                    capture=known, number=capture, error=error.message,
                    registered=known is not None and _registered(request, known.device))
 
@@ -491,13 +487,11 @@ def capture_download(request: Request, capture: int,
     login = _require_login(request)
     try:
         location, out, line = _stored(request, capture)
-        content = (captures.tensors_npz(captures.decode_line(location, out.file, line))
-                   if format == "npz" else line + b"\n")
+        content, media, filename = captures.download(location, out, line, format)
     except EdgefleetError as exc:
         return _capture_error(request, login, capture, exc)
-    media = "application/octet-stream" if format == "npz" else "application/x-ndjson"
     return Response(content, media_type=media, headers={
-        "Content-Disposition": f'attachment; filename="capture-{out.id}.{format}"',
+        "Content-Disposition": f'attachment; filename="{filename}"',
         "Cache-Control": "no-store"})
 
 
