@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
 
@@ -16,3 +18,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def long_run(request: pytest.FixtureRequest) -> bool:
     """True under ``pytest --long``: reliability tests run their full number of trials."""
     return bool(request.config.getoption("--long"))
+
+
+@pytest.fixture(autouse=True)
+def _no_agent_outlives_its_test() -> Iterator[None]:
+    """Agents a test started and did not stop (it failed first) are killed after it; agents of
+    wider-scoped fixtures started before the test are left alone."""
+    from support.agent_process import STARTED, stop_agents_from
+    mark = len(STARTED)
+    yield
+    stop_agents_from(mark)

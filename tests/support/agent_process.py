@@ -64,6 +64,19 @@ class AgentProcess:
         return self.process.returncode
 
 
+#: Every agent started by :func:`start_agent`, in order; :func:`stop_agents_from` stops the ones a
+#: failed test left running (a test that raises before its ``stop()`` would otherwise leak a
+#: process, and its ``Popen`` warns "still running" in whichever later test collects it).
+STARTED: list[AgentProcess] = []
+
+
+def stop_agents_from(index: int) -> None:
+    """SIGKILL every agent in ``STARTED[index:]`` still running, and forget them."""
+    for agent in STARTED[index:]:
+        agent.stop(signal.SIGKILL, timeout=10)
+    del STARTED[index:]
+
+
 def agent_command() -> list[str]:
     """The agent's command line entry, from the same environment as the tests."""
     exe = shutil.which("edgefleet-agent", path=str(Path(sys.executable).parent))
@@ -90,6 +103,7 @@ def start_agent(config: dict[str, Any], workdir: Path, *, socket_path: Path | No
         process = subprocess.Popen(args, cwd=workdir, stdout=log_file, stderr=log_file,
                                    env={**os.environ, "PYTHONUNBUFFERED": "1"})
     agent = AgentProcess(socket_path, process, log_path)
+    STARTED.append(agent)
     deadline = time.monotonic() + timeout
     health = health_pb2_grpc.HealthStub(agent.channel)
     while time.monotonic() < deadline:

@@ -149,6 +149,15 @@ class S3Server:
         """Every capture record stored in ``bucket``, batch files in key order; ``s3://`` and
         relative ``data-ref`` values both resolve."""
         objects = self.objects(bucket)
+        client = self.client()
+
+        def fetch(key: str) -> bytes:
+            # A sink stores a batch's raw files before the batch, but an agent still uploading
+            # while the pages are listed can add a raw file behind the listing's cursor: the
+            # batch is then listed and its raw file is not. Read such a file directly.
+            if key not in objects:
+                objects[key] = client.get_object(Bucket=bucket, Key=key)["Body"].read()
+            return objects[key]
 
         def loader(batch_key: str) -> Callable[[str], bytes]:
             def load(ref: str) -> bytes:
@@ -156,8 +165,8 @@ class S3Server:
                     ref_bucket, key = ref.removeprefix("s3://").split("/", 1)
                     if ref_bucket != bucket:
                         raise ValueError(f"data-ref {ref} points outside bucket {bucket}")
-                    return objects[key]
-                return objects[str(PurePosixPath(batch_key).parent / ref)]
+                    return fetch(key)
+                return fetch(str(PurePosixPath(batch_key).parent / ref))
             return load
 
         return [record for key in sorted(objects) if key.endswith(".jsonl")
